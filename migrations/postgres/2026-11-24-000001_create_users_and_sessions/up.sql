@@ -1,0 +1,25 @@
+-- Users. Every column but username and password_hash has a default, so an
+-- admin's own seed migration can INSERT INTO users (username, password_hash).
+CREATE TABLE users (
+    id SERIAL PRIMARY KEY,
+    username VARCHAR(50) NOT NULL UNIQUE CHECK (char_length(username) >= 1),
+    password_hash TEXT NOT NULL,
+    is_active BOOLEAN NOT NULL DEFAULT TRUE,
+    created_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
+    last_login_at TIMESTAMP
+);
+
+-- Server-side sessions. The cookie holds a random key; only its SHA-256 is stored.
+CREATE TABLE sessions (
+    key_hash VARCHAR(64) PRIMARY KEY,
+    user_id INTEGER REFERENCES users (id) ON DELETE CASCADE,
+    state TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    last_seen_at TIMESTAMP NOT NULL,
+    expires_at TIMESTAMP NOT NULL,
+    ttl_seconds BIGINT NOT NULL,
+    client_ip TEXT,
+    user_agent TEXT
+);
+CREATE INDEX sessions_user_id_idx ON sessions (user_id);
+CREATE INDEX sessions_expires_at_idx ON sessions (expires_at);

@@ -1,0 +1,51 @@
+//! `CurrentUser`: the extractor that is `login_required`.
+
+use actix_identity::IdentityExt as _;
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+
+use crate::error::AppError;
+use crate::users::{queries, User, UserId};
+use crate::web::AppState;
+
+/// Flask-Login's own wording.
+pub const LOGIN_REQUIRED: &str = "Please log in to access this page.";
+
+/// The signed-in, active user of this request; `401` otherwise. A session whose
+/// user is gone or disabled is purged on the way.
+#[derive(Debug)]
+pub struct CurrentUser {
+    pub user: User,
+}
+
+impl FromRequest for CurrentUser {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let identity = req
+                .get_identity()
+                .map_err(|_| AppError::Unauthorized(LOGIN_REQUIRED))?;
+            let Some(id) = identity.id().ok().and_then(|id| id.parse::<UserId>().ok()) else {
+                identity.logout();
+                return Err(AppError::Unauthorized(LOGIN_REQUIRED));
+            };
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or_else(|| AppError::internal(anyhow::anyhow!("AppState is not registered")))?;
+            match state
+                .db(move |conn| Ok(queries::find_by_id(conn, id)?))
+                .await?
+            {
+                Some(user) if user.is_active => Ok(Self { user }),
+                _ => {
+                    identity.logout();
+                    Err(AppError::Unauthorized(LOGIN_REQUIRED))
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,7 @@
+//! Logging in and out, and the `CurrentUser` extractor (= `login_required`).
+
+pub mod current_user;
+pub mod routes;
+pub mod service;
+
+pub use current_user::CurrentUser;

@@ -1,0 +1,430 @@
+//! Settings, read once from the environment (and `.env`) and validated.
+//!
+//! Every variable is parsed here; a bad value stops start-up with one line
+//! that names the variable. Nothing else in the crate reads the environment.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+
+/// The SQLite file used when `DATABASE_URL` is not set.
+pub const DEFAULT_SQLITE_FILE: &str = "latchkey.db";
+/// The file that keeps a generated secret key, beside the SQLite file.
+pub const KEY_FILE: &str = "latchkey.key";
+/// Smallest secret key accepted (the cookie `Key` needs 64 bytes).
+pub const MIN_SECRET_KEY_BYTES: usize = 64;
+
+/// A configuration error: always names the variable at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            var,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where the data lives. The backend is chosen by the URL's scheme, never by trial.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    /// A path (or `file:` URI) for SQLite.
+    Sqlite(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let raw = raw.trim();
+        let var = "DATABASE_URL";
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(Self::Postgres(raw.to_owned()));
+        }
+        if let Some(rest) = raw
+            .strip_prefix("sqlite://")
+            .or(raw.strip_prefix("sqlite:"))
+        {
+            if rest.is_empty() || rest == ":memory:" {
+                return Err(ConfigError::new(
+                    var,
+                    "a SQLite URL needs a file path (sqlite://latchkey.db); in-memory databases are not shared by the pool",
+                ));
+            }
+            return Ok(Self::Sqlite(rest.to_owned()));
+        }
+        let scheme = raw.split_once(':').map_or(raw, |(s, _)| s);
+        Err(ConfigError::new(
+            var,
+            format!(
+                "unsupported scheme {scheme:?}: expected postgres://, postgresql:// or sqlite://"
+            ),
+        ))
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
+    /// The directory beside the database file (SQLite), where a generated key is kept.
+    fn key_dir(&self) -> PathBuf {
+        match self {
+            Self::Sqlite(path) => {
+                let path = path.strip_prefix("file:").unwrap_or(path);
+                let path = path.split('?').next().unwrap_or(path);
+                Path::new(path)
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+            }
+            Self::Postgres(_) => PathBuf::from("."),
+        }
+    }
+}
+
+/// Postgres URLs may carry a password: never print them whole.
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Postgres(_) => f.write_str("Postgres(..)"),
+            Self::Sqlite(path) => write!(f, "Sqlite({path:?})"),
+        }
+    }
+}
+
+/// Key material for signing cookies and tokens. Its `Debug` hides it.
+#[derive(Clone)]
+pub struct SecretKey(Vec<u8>);
+
+impl SecretKey {
+    /// Decodes hex or base64 (standard or URL-safe, padded or not); at least 64 bytes.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let bytes = if text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            hex::decode(text).ok()
+        } else {
+            use base64::engine::general_purpose::{
+                STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+            };
+            [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+                .iter()
+                .find_map(|engine| engine.decode(text).ok())
+        };
+        match bytes {
+            Some(bytes) if bytes.len() >= MIN_SECRET_KEY_BYTES => Ok(Self(bytes)),
+            Some(bytes) => Err(format!(
+                "must be at least {MIN_SECRET_KEY_BYTES} bytes, got {}",
+                bytes.len()
+            )),
+            None => Err("must be hex or base64".to_owned()),
+        }
+    }
+
+    pub fn generate() -> Self {
+        let mut bytes = vec![0u8; MIN_SECRET_KEY_BYTES];
+        rand::fill(&mut bytes[..]);
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+/// Everything the server and the CLI need, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: DatabaseUrl,
+    pub addr: SocketAddr,
+    /// `None`: generated once and kept in `latchkey.key` (see [`Settings::secret_key`]).
+    pub secret_key: Option<SecretKey>,
+    pub cookie_secure: bool,
+    pub bcrypt_cost: u32,
+    pub db_pool_size: u32,
+    pub db_pool_timeout: Duration,
+    pub session_idle_timeout: Duration,
+    pub session_max_lifetime: Duration,
+    pub remember_me_lifetime: Duration,
+    pub login_max_failures: u32,
+    pub login_window: Duration,
+    /// Concurrent bcrypt computations (default: the number of cores).
+    pub hash_workers: usize,
+    /// Hash requests allowed to wait for a worker before new ones are shed with 503.
+    pub hash_queue: usize,
+    /// HTTP worker threads (default: actix's choice, one per core).
+    pub http_workers: Option<usize>,
+}
+
+impl Settings {
+    /// Reads `.env` (if present) and then the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(ConfigError::new(".env", e.to_string())),
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds settings from any variable source (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+
+        let database_url = match get("DATABASE_URL") {
+            Some(url) => DatabaseUrl::parse(&url)?,
+            None => DatabaseUrl::Sqlite(DEFAULT_SQLITE_FILE.to_owned()),
+        };
+        let addr = parse_addr(get("LATCHKEY_ADDR").as_deref().unwrap_or("127.0.0.1:8080"))?;
+        let secret_key = get("LATCHKEY_SECRET_KEY")
+            .map(|v| SecretKey::parse(&v).map_err(|e| ConfigError::new("LATCHKEY_SECRET_KEY", e)))
+            .transpose()?;
+        let cookie_secure = match get("LATCHKEY_COOKIE_SECURE") {
+            Some(v) => parse_bool("LATCHKEY_COOKIE_SECURE", &v)?,
+            // Plain-http development on loopback only; anything reachable gets Secure.
+            None => !addr.ip().is_loopback(),
+        };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+
+        Ok(Self {
+            database_url,
+            addr,
+            secret_key,
+            cookie_secure,
+            bcrypt_cost: parse_num(&get, "LATCHKEY_BCRYPT_COST", 12, 4..=31)?,
+            db_pool_size: parse_num(&get, "LATCHKEY_DB_POOL_SIZE", 10, 1..=1000)?,
+            db_pool_timeout: parse_duration(&get, "LATCHKEY_DB_POOL_TIMEOUT", "2s")?,
+            session_idle_timeout: parse_duration(&get, "LATCHKEY_SESSION_IDLE_TIMEOUT", "30m")?,
+            session_max_lifetime: parse_duration(&get, "LATCHKEY_SESSION_MAX_LIFETIME", "12h")?,
+            remember_me_lifetime: parse_duration(&get, "LATCHKEY_REMEMBER_ME_LIFETIME", "30d")?,
+            login_max_failures: parse_num(&get, "LATCHKEY_LOGIN_MAX_FAILURES", 5, 1..=1_000_000)?,
+            login_window: parse_duration(&get, "LATCHKEY_LOGIN_WINDOW", "15m")?,
+            hash_workers: parse_num(&get, "LATCHKEY_HASH_WORKERS", cores, 1..=1024)?,
+            hash_queue: parse_num(&get, "LATCHKEY_HASH_QUEUE", 64, 0..=1_000_000)?,
+            http_workers: get("LATCHKEY_HTTP_WORKERS")
+                .map(|_| parse_num(&get, "LATCHKEY_HTTP_WORKERS", 1, 1..=1024))
+                .transpose()?,
+        })
+    }
+
+    /// The configured key, or the one kept in `latchkey.key` (created, mode 0600, on first use).
+    pub fn secret_key(&self) -> anyhow::Result<SecretKey> {
+        if let Some(key) = &self.secret_key {
+            return Ok(key.clone());
+        }
+        let path = self.database_url.key_dir().join(KEY_FILE);
+        load_or_create_key(&path)
+    }
+}
+
+fn load_or_create_key(path: &Path) -> anyhow::Result<SecretKey> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            return SecretKey::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let key = SecretKey::generate();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{}", hex::encode(key.as_bytes()))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated a new secret key");
+    Ok(key)
+}
+
+fn parse_addr(text: &str) -> Result<SocketAddr, ConfigError> {
+    let var = "LATCHKEY_ADDR";
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| ConfigError::new(var, format!("{text:?} is not a host:port address")))
+}
+
+fn parse_bool(var: &'static str, text: &str) -> Result<bool, ConfigError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::new(
+            var,
+            format!("{text:?} is not a boolean (true or false)"),
+        )),
+    }
+}
+
+fn parse_num<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let Some(text) = get(var) else {
+        return Ok(default);
+    };
+    match text.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(ConfigError::new(
+            var,
+            format!(
+                "{text:?} is not a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
+/// `30m`, `12h`, `30d`, `1h 30m` or a number of seconds; never zero.
+pub fn parse_duration_text(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let duration = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|_| format!("{text:?} is not a duration (e.g. 30m, 12h, 30d or seconds)"))?,
+    };
+    if duration.is_zero() {
+        return Err("must be longer than zero".to_owned());
+    }
+    // Far beyond any sensible value, and keeps later arithmetic from overflowing.
+    if duration > Duration::from_secs(10 * 366 * 24 * 3600) {
+        return Err(format!("{text:?} is longer than ten years"));
+    }
+    Ok(duration)
+}
+
+fn parse_duration(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let text = get(var).unwrap_or_else(|| default.to_owned());
+    parse_duration_text(&text).map_err(|e| ConfigError::new(var, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_serve_sqlite_on_loopback_without_secure_cookies() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.database_url, DatabaseUrl::Sqlite("latchkey.db".into()));
+        assert_eq!(s.addr, "127.0.0.1:8080".parse().unwrap());
+        assert!(!s.cookie_secure);
+        assert_eq!(s.bcrypt_cost, 12);
+        assert_eq!(s.session_idle_timeout, Duration::from_secs(30 * 60));
+        assert_eq!(s.session_max_lifetime, Duration::from_secs(12 * 3600));
+        assert_eq!(s.remember_me_lifetime, Duration::from_secs(30 * 86400));
+    }
+
+    #[test]
+    fn a_public_address_gets_secure_cookies_unless_told_otherwise() {
+        assert!(
+            settings(&[("LATCHKEY_ADDR", "0.0.0.0:8080")])
+                .unwrap()
+                .cookie_secure
+        );
+        let off = settings(&[
+            ("LATCHKEY_ADDR", "0.0.0.0:8080"),
+            ("LATCHKEY_COOKIE_SECURE", "false"),
+        ]);
+        assert!(!off.unwrap().cookie_secure);
+        let on = settings(&[("LATCHKEY_COOKIE_SECURE", "true")]);
+        assert!(on.unwrap().cookie_secure);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases = [
+            ("DATABASE_URL", "postgress://u@h/db"),
+            ("DATABASE_URL", "mysql://u@h/db"),
+            ("DATABASE_URL", "sqlite://:memory:"),
+            ("LATCHKEY_ADDR", "not an address"),
+            ("LATCHKEY_SECRET_KEY", "abcd"),
+            ("LATCHKEY_SECRET_KEY", "not base64 at all!"),
+            ("LATCHKEY_COOKIE_SECURE", "maybe"),
+            ("LATCHKEY_BCRYPT_COST", "3"),
+            ("LATCHKEY_BCRYPT_COST", "twelve"),
+            ("LATCHKEY_DB_POOL_SIZE", "0"),
+            ("LATCHKEY_SESSION_IDLE_TIMEOUT", "0"),
+            ("LATCHKEY_SESSION_IDLE_TIMEOUT", "soon"),
+            ("LATCHKEY_SESSION_MAX_LIFETIME", "-5"),
+        ];
+        for (var, value) in cases {
+            let err = settings(&[(var, value)]).expect_err(value);
+            assert_eq!(err.var, var, "{value}");
+            assert!(err.to_string().starts_with(&format!("{var}: ")));
+        }
+    }
+
+    #[test]
+    fn durations_accept_units_and_seconds() {
+        assert_eq!(parse_duration_text("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration_text("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration_text("12h"), Ok(Duration::from_secs(43200)));
+        assert_eq!(
+            parse_duration_text("30d"),
+            Ok(Duration::from_secs(2_592_000))
+        );
+    }
+
+    #[test]
+    fn secret_keys_decode_from_hex_and_base64() {
+        let bytes: Vec<u8> = (0..64).collect();
+        assert_eq!(SecretKey::parse(&hex::encode(&bytes)).unwrap().0, bytes);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        assert_eq!(SecretKey::parse(&b64).unwrap().0, bytes);
+        assert!(SecretKey::parse(&hex::encode(&bytes[..63])).is_err());
+        assert_eq!(format!("{:?}", SecretKey::generate()), "SecretKey(..)");
+    }
+
+    #[test]
+    fn sqlite_urls_keep_the_key_beside_the_file() {
+        let url = DatabaseUrl::parse("sqlite:///var/lib/latchkey/data.db").unwrap();
+        assert_eq!(url.key_dir(), PathBuf::from("/var/lib/latchkey"));
+        let url = DatabaseUrl::parse("sqlite://latchkey.db").unwrap();
+        assert_eq!(url.key_dir(), PathBuf::from("."));
+    }
+
+    #[test]
+    fn postgres_urls_are_not_printed() {
+        let url = DatabaseUrl::parse("postgres://u:hunter2@h/db").unwrap();
+        assert!(!format!("{url:?}").contains("hunter2"));
+    }
+}

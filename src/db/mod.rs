@@ -1,0 +1,130 @@
+//! One connection type over Postgres and SQLite, one r2d2 pool, embedded migrations.
+
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection as _;
+use diesel::r2d2::R2D2Connection as _;
+use diesel::{Connection as _, ConnectionError, PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness as _};
+
+use crate::config::DatabaseUrl;
+
+/// A connection to either backend; every query in the crate is written once against it.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type Pool = r2d2::Pool<ConnectionManager>;
+pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
+
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// Opens connections for the backend named by the URL's scheme.
+///
+/// Diesel's derived `establish` tries each backend in turn and drops the errors, so a
+/// mistyped Postgres URL could silently become a SQLite file: this manager never guesses.
+#[derive(Debug)]
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl ConnectionManager {
+    pub fn new(url: DatabaseUrl) -> Self {
+        Self { url }
+    }
+}
+
+/// Opens one connection, configured (SQLite: WAL, busy timeout, foreign keys).
+pub fn connect(url: &DatabaseUrl) -> Result<AnyConnection, ConnectionError> {
+    match url {
+        DatabaseUrl::Postgres(url) => {
+            let mut conn = PgConnection::establish(url)?;
+            // Timestamps are bound as UTC values; keep server-side defaults in UTC too.
+            conn.batch_execute("SET TIME ZONE 'UTC'")
+                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            Ok(AnyConnection::Postgresql(conn))
+        }
+        DatabaseUrl::Sqlite(path) => {
+            let mut conn = SqliteConnection::establish(path)?;
+            // busy_timeout first: switching to WAL itself may meet a lock.
+            conn.batch_execute(
+                "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            Ok(AnyConnection::Sqlite(conn))
+        }
+    }
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = AnyConnection;
+    type Error = ConnectionError;
+
+    fn connect(&self) -> Result<AnyConnection, ConnectionError> {
+        connect(&self.url)
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectionError> {
+        conn.ping()
+            .map_err(ConnectionError::CouldntSetupConfiguration)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+/// A pool whose checkout waits at most `timeout`, so an outage answers fast.
+///
+/// Built without connecting: the server starts serving (and `/readyz` reports)
+/// even if the database is briefly away, and recovers by itself when it returns.
+pub fn build_pool(url: &DatabaseUrl, size: u32, timeout: Duration) -> Pool {
+    r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(size.min(2)))
+        .connection_timeout(timeout)
+        .error_handler(Box::new(LogErrors))
+        .build_unchecked(ConnectionManager::new(url.clone()))
+}
+
+/// r2d2 logs through `log` by default; route connection errors to `tracing`.
+#[derive(Debug)]
+struct LogErrors;
+
+impl r2d2::HandleError<ConnectionError> for LogErrors {
+    fn handle_error(&self, error: ConnectionError) {
+        tracing::warn!(%error, "database connection failed");
+    }
+}
+
+/// Applies pending migrations; returns how many ran.
+///
+/// On Postgres an advisory lock serialises instances that start together.
+pub fn run_migrations(conn: &mut AnyConnection) -> anyhow::Result<usize> {
+    let applied = match conn {
+        AnyConnection::Postgresql(pg) => {
+            pg.batch_execute("SELECT pg_advisory_lock(7433920061)")?;
+            let result = pg
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.len());
+            pg.batch_execute("SELECT pg_advisory_unlock(7433920061)")?;
+            result
+        }
+        AnyConnection::Sqlite(lite) => lite
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|v| v.len()),
+    };
+    applied.map_err(|e| anyhow::anyhow!("migration failed: {e}"))
+}
+
+/// The current UTC time as the database stores it (microseconds, on both backends).
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::{SubsecRound as _, Utc};
+    Utc::now().naive_utc().trunc_subsecs(6)
+}

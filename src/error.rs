@@ -1,0 +1,153 @@
+//! The one error type of the web layer, and its single status mapping.
+//!
+//! Policy:
+//! - A client's mistake gets its own status and a message meant for that client
+//!   (`400`, `401`, `403`, `404`, `405`, `409`, `413`, `415`, `429`).
+//! - Diesel `NotFound` is `404`; a unique violation is `409`.
+//! - The database being away (pool checkout timeout, closed connection) is `503`
+//!   with `Retry-After`, as is a full hashing queue: try again shortly.
+//! - Anything else is `500`: the cause chain goes to the log, the client gets a
+//!   generic message and nothing of the cause.
+//!
+//! The body is `{"message": ...}`; the web layer renders the same error as an
+//! HTML page for browsers.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("Not found.")]
+    NotFound,
+    #[error("Method not allowed.")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("Request body is too large.")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    UnsupportedMediaType(&'static str),
+    #[error("Too many attempts. Try again later.")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("Service temporarily unavailable. Try again shortly.")]
+    Unavailable {
+        retry_after_secs: u64,
+        #[source]
+        cause: Option<anyhow::Error>,
+    },
+    #[error("Internal server error.")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl AppError {
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    pub fn unavailable(cause: impl Into<anyhow::Error>) -> Self {
+        Self::Unavailable {
+            retry_after_secs: 1,
+            cause: Some(cause.into()),
+        }
+    }
+
+    /// The message a client may see.
+    pub fn message(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed")
+            }
+            Self::Unavailable {
+                cause: Some(cause), ..
+            } => tracing::warn!(error = format!("{cause:#}"), "service unavailable"),
+            _ => {}
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            Self::TooManyRequests { retry_after_secs }
+            | Self::Unavailable {
+                retry_after_secs, ..
+            } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            _ => {}
+        }
+        response
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(serde_json::json!({ "message": self.message() }))
+    }
+}
+
+impl From<DieselError> for AppError {
+    fn from(err: DieselError) -> Self {
+        match err {
+            DieselError::NotFound => Self::NotFound,
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                Self::Conflict("That already exists.".to_owned())
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            | DieselError::BrokenTransactionManager => Self::unavailable(err),
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
+                if is_transient(info.message()) =>
+            {
+                Self::unavailable(err)
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+/// Messages of errors that mean "the database is away or busy", not "the query is wrong".
+fn is_transient(message: &str) -> bool {
+    const SIGNS: [&str; 6] = [
+        "database is locked",
+        "database table is locked",
+        "server closed the connection",
+        "terminating connection",
+        "connection to server",
+        "no connection to the server",
+    ];
+    SIGNS.iter().any(|sign| message.contains(sign))
+}
+
+impl From<r2d2::Error> for AppError {
+    /// A pool checkout that timed out: the database is unreachable or saturated.
+    fn from(err: r2d2::Error) -> Self {
+        Self::unavailable(err)
+    }
+}
+
+impl From<actix_web::error::BlockingError> for AppError {
+    fn from(err: actix_web::error::BlockingError) -> Self {
+        Self::unavailable(anyhow::anyhow!("blocking pool: {err}"))
+    }
+}

@@ -1,0 +1,122 @@
+//! SQL for sessions. Rows are found by the SHA-256 of the cookie's key, never the key.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::schema::sessions;
+use crate::db::AnyConnection;
+use crate::users::UserId;
+
+/// A stored session.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    pub key_hash: String,
+    pub user_id: Option<UserId>,
+    pub state: String,
+    pub created_at: NaiveDateTime,
+    pub last_seen_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub ttl_seconds: i64,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Insertable, AsChangeset)]
+#[diesel(table_name = sessions)]
+pub struct NewSession<'a> {
+    pub key_hash: &'a str,
+    pub user_id: Option<UserId>,
+    pub state: &'a str,
+    pub created_at: NaiveDateTime,
+    pub last_seen_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub ttl_seconds: i64,
+    pub client_ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+/// The live (unexpired) session stored under `key_hash`.
+pub fn find_live(
+    conn: &mut AnyConnection,
+    key_hash: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Option<SessionRow>> {
+    sessions::table
+        .find(key_hash)
+        .filter(sessions::expires_at.gt(now))
+        .select(SessionRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn insert(conn: &mut AnyConnection, row: &NewSession<'_>) -> QueryResult<usize> {
+    diesel::insert_into(sessions::table)
+        .values(row)
+        .execute(conn)
+}
+
+/// Replaces the state of a live session; 0 when it is gone (expired, revoked).
+pub fn update_state(
+    conn: &mut AnyConnection,
+    key_hash: &str,
+    state: &str,
+    user_id: Option<UserId>,
+    now: NaiveDateTime,
+    expires_at: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        sessions::table
+            .find(key_hash)
+            .filter(sessions::expires_at.gt(now)),
+    )
+    .set((
+        sessions::state.eq(state),
+        sessions::user_id.eq(user_id),
+        sessions::last_seen_at.eq(now),
+        sessions::expires_at.eq(expires_at),
+    ))
+    .execute(conn)
+}
+
+/// Slides a live session's expiry forward.
+pub fn extend(
+    conn: &mut AnyConnection,
+    key_hash: &str,
+    now: NaiveDateTime,
+    expires_at: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        sessions::table
+            .find(key_hash)
+            .filter(sessions::expires_at.gt(now)),
+    )
+    .set((
+        sessions::last_seen_at.eq(now),
+        sessions::expires_at.eq(expires_at),
+    ))
+    .execute(conn)
+}
+
+pub fn delete(conn: &mut AnyConnection, key_hash: &str) -> QueryResult<usize> {
+    diesel::delete(sessions::table.find(key_hash)).execute(conn)
+}
+
+/// Ends every session of a user (password change, disable, remove, "log out everywhere").
+pub fn delete_for_user(conn: &mut AnyConnection, user_id: UserId) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
+}
+
+/// A user's live sessions, most recently seen first.
+pub fn list_for_user(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<SessionRow>> {
+    sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::expires_at.gt(now))
+        .order(sessions::last_seen_at.desc())
+        .select(SessionRow::as_select())
+        .load(conn)
+}

@@ -1,0 +1,124 @@
+//! The one app factory: `main` and the tests both build the server here.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_identity::IdentityMiddleware;
+use actix_session::config::{BrowserSession, CookieContentSecurity};
+use actix_session::SessionMiddleware;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::Server;
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+
+use crate::config::Settings;
+use crate::sessions::DbSessionStore;
+use crate::users::PasswordHasher;
+use crate::web::AppState;
+use crate::{auth, db};
+
+/// The session cookie's name: with `Secure`, the `__Host-` prefix pins it to this
+/// host, `Path=/` and HTTPS.
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-latchkey_session"
+    } else {
+        "latchkey_session"
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Migrates the database, binds `settings.addr` (port 0: any free port) and
+    /// prepares the server; [`Application::run_until_stopped`] serves.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = db::build_pool(
+            &settings.database_url,
+            settings.db_pool_size,
+            settings.db_pool_timeout,
+        );
+        let migrate_pool = pool.clone();
+        actix_web::rt::task::spawn_blocking(move || -> anyhow::Result<usize> {
+            let mut conn = migrate_pool
+                .get()
+                .context("cannot connect to the database")?;
+            db::run_migrations(&mut conn)
+        })
+        .await??;
+
+        // One key for every worker: built once, outside the server closure.
+        let key = Key::from(settings.secret_key()?.as_bytes());
+        let (cost, workers, queue) = (
+            settings.bcrypt_cost,
+            settings.hash_workers,
+            settings.hash_queue,
+        );
+        let hasher =
+            actix_web::rt::task::spawn_blocking(move || PasswordHasher::new(cost, workers, queue))
+                .await??;
+
+        let listener = TcpListener::bind(settings.addr)
+            .with_context(|| format!("cannot listen on {}", settings.addr))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            pool: pool.clone(),
+            hasher,
+            settings: Arc::new(settings.clone()),
+        });
+        let store = DbSessionStore::new(pool);
+        let http_workers = settings.http_workers;
+
+        let mut server = HttpServer::new(move || {
+            let session_ttl = actix_web::cookie::time::Duration::seconds(
+                i64::try_from(settings.session_idle_timeout.as_secs()).unwrap_or(i64::MAX),
+            );
+            let sessions = SessionMiddleware::builder(store.clone(), key.clone())
+                .cookie_name(cookie_name(settings.cookie_secure).to_owned())
+                .cookie_secure(settings.cookie_secure)
+                .cookie_http_only(true)
+                .cookie_same_site(SameSite::Lax)
+                .cookie_path("/".to_owned())
+                .cookie_domain(None)
+                .cookie_content_security(CookieContentSecurity::Signed)
+                .session_lifecycle(BrowserSession::default().state_ttl(session_ttl))
+                .build();
+            let identity = IdentityMiddleware::builder()
+                .login_deadline(Some(settings.session_max_lifetime))
+                .build();
+            App::new()
+                .app_data(state.clone())
+                .configure(crate::web::routes)
+                .configure(auth::routes::routes)
+                .default_service(web::to(crate::web::not_found))
+                // The last wrap runs first: sessions must be loaded before identity.
+                .wrap(identity)
+                .wrap(sessions)
+                // Handlers that may be cached say so; everything else is private.
+                .wrap(DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store")))
+        })
+        .listen(listener)?
+        .shutdown_timeout(10);
+        if let Some(workers) = http_workers {
+            server = server.workers(workers);
+        }
+        Ok(Self {
+            port,
+            server: server.run(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM, then drains in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

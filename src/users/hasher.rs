@@ -1,0 +1,130 @@
+//! bcrypt, off the async workers, on a bounded pool.
+//!
+//! At most `workers` hashes run at once (on actix's blocking threads); at most
+//! `queue` more wait for a turn. Past that, new requests are shed at once with
+//! `503` + `Retry-After`, so a login flood never stalls the rest of the server.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use super::credentials::PASSWORD_MAX_BYTES;
+use crate::error::AppError;
+
+#[derive(Clone)]
+pub struct PasswordHasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cost: u32,
+    permits: Semaphore,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+    /// Verified against when the user does not exist, so that costs the same.
+    dummy_hash: String,
+}
+
+impl PasswordHasher {
+    /// Computes the dummy hash once, at the configured cost.
+    pub fn new(cost: u32, workers: usize, queue: usize) -> anyhow::Result<Self> {
+        let dummy_hash = bcrypt::hash(crate::config::SecretKey::generate().as_bytes(), cost)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cost,
+                permits: Semaphore::new(workers.max(1)),
+                waiting: AtomicUsize::new(0),
+                max_waiting: queue,
+                dummy_hash,
+            }),
+        })
+    }
+
+    pub fn cost(&self) -> u32 {
+        self.inner.cost
+    }
+
+    /// Hashes a password that already passed the rules for new passwords.
+    pub async fn hash(&self, password: String) -> Result<String, AppError> {
+        let cost = self.inner.cost;
+        self.run(move || bcrypt::hash(password, cost).map_err(AppError::internal))
+            .await
+    }
+
+    /// Checks `password` against `hash`, or against the dummy hash when there is no user,
+    /// so that an unknown user and a wrong password cost the same. A password longer than
+    /// bcrypt reads never matches (it is still checked, for the same timing).
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, AppError> {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.inner.dummy_hash.clone());
+        let too_long = password.len() > PASSWORD_MAX_BYTES;
+        let matched = self
+            .run(move || {
+                let bytes = &password.as_bytes()[..password.len().min(PASSWORD_MAX_BYTES)];
+                // A malformed stored hash never matches; it is not the client's fault.
+                Ok(bcrypt::verify(bytes, &hash).unwrap_or(false))
+            })
+            .await?;
+        Ok(known && matched && !too_long)
+    }
+
+    /// Whether a stored hash was made at another cost than the configured one.
+    pub fn needs_rehash(&self, hash: &str) -> bool {
+        hash.parse::<bcrypt::HashParts>()
+            .map_or(true, |parts| parts.get_cost() != self.inner.cost)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+    ) -> Result<T, AppError> {
+        let inner = &self.inner;
+        let permit = match inner.permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let waiting = Waiting::enter(&inner.waiting);
+                if waiting.ahead >= inner.max_waiting {
+                    return Err(AppError::Unavailable {
+                        retry_after_secs: 1,
+                        cause: None,
+                    });
+                }
+                let permit = inner.permits.acquire().await.map_err(AppError::internal)?;
+                drop(waiting);
+                permit
+            }
+        };
+        let result = actix_web::web::block(job).await?;
+        drop(permit);
+        result
+    }
+}
+
+/// Counts a request waiting for a hashing slot, until it gets one or is dropped
+/// (a client that goes away must not keep its place in the count).
+struct Waiting<'a> {
+    count: &'a AtomicUsize,
+    ahead: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        let ahead = count.fetch_add(1, Ordering::AcqRel);
+        Self { count, ahead }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("cost", &self.inner.cost)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,10 @@
+//! Users: the model, its queries, credentials and password hashing.
+
+pub mod credentials;
+pub mod hasher;
+pub mod model;
+pub mod queries;
+
+pub use credentials::{NewPassword, Username};
+pub use hasher::PasswordHasher;
+pub use model::{NewUser, User, UserId};

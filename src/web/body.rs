@@ -1,0 +1,104 @@
+//! Request bodies: JSON or a urlencoded form, at most 16 KiB, else a clear error.
+
+use actix_web::dev::Payload;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use futures_util::StreamExt as _;
+use serde::de::DeserializeOwned;
+
+use crate::error::AppError;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// How a body was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Json,
+    Form,
+}
+
+impl BodyKind {
+    /// The kind named by `Content-Type`; `Ok(None)` when there is none.
+    pub fn of(headers: &HeaderMap) -> Result<Option<Self>, AppError> {
+        let Some(value) = headers.get(header::CONTENT_TYPE) else {
+            return Ok(None);
+        };
+        let essence = value
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match essence.as_str() {
+            "application/json" => Ok(Some(Self::Json)),
+            "application/x-www-form-urlencoded" => Ok(Some(Self::Form)),
+            _ => Err(unsupported()),
+        }
+    }
+}
+
+fn unsupported() -> AppError {
+    AppError::UnsupportedMediaType(
+        "Send the body as application/json or application/x-www-form-urlencoded.",
+    )
+}
+
+/// A deserialised body and how it came. A body without `Content-Type` is refused
+/// (`415`), but no body at all counts as an empty JSON object.
+#[derive(Debug)]
+pub struct Body<T> {
+    pub value: T,
+    pub kind: BodyKind,
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let kind = BodyKind::of(req.headers());
+        let declared_len = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if declared_len.is_some_and(|len| len > MAX_BODY_BYTES) {
+                return Err(AppError::PayloadTooLarge);
+            }
+            let mut bytes = Vec::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk =
+                    chunk.map_err(|e| AppError::BadRequest(format!("Unreadable body: {e}.")))?;
+                if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(AppError::PayloadTooLarge);
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            let kind = match kind? {
+                Some(kind) => kind,
+                None if bytes.is_empty() => BodyKind::Json,
+                None => return Err(unsupported()),
+            };
+            let value = match kind {
+                BodyKind::Json if bytes.iter().all(u8::is_ascii_whitespace) => {
+                    serde_json::from_slice(b"{}")
+                }
+                BodyKind::Json => serde_json::from_slice(&bytes),
+                BodyKind::Form => {
+                    return serde_urlencoded::from_bytes(&bytes)
+                        .map(|value| Self { value, kind })
+                        .map_err(|e| AppError::BadRequest(format!("Invalid form: {e}.")));
+                }
+            };
+            value
+                .map(|value| Self { value, kind })
+                .map_err(|e| AppError::BadRequest(format!("Invalid JSON body: {e}.")))
+        })
+    }
+}
