@@ -74,7 +74,9 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(Settings::from_env()?),
         Command::Migrate => {
-            let mut conn = open(&Settings::from_env()?)?;
+            let settings = Settings::from_env()?;
+            let mut conn =
+                db::connect(&settings.database_url).context("cannot connect to the database")?;
             let applied = db::run_migrations(&mut conn)?;
             println!("applied {applied} migration(s)");
             Ok(())

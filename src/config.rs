@@ -423,6 +423,22 @@ mod tests {
     }
 
     #[test]
+    fn a_generated_key_is_kept_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("data.db");
+        let s = settings(&[("DATABASE_URL", &format!("sqlite://{}", db.display()))]).unwrap();
+
+        let first = s.secret_key().unwrap();
+        let second = s.secret_key().unwrap();
+
+        assert_eq!(first.as_bytes(), second.as_bytes());
+        assert_eq!(first.as_bytes().len(), MIN_SECRET_KEY_BYTES);
+        let meta = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
     fn postgres_urls_are_not_printed() {
         let url = DatabaseUrl::parse("postgres://u:hunter2@h/db").unwrap();
         assert!(!format!("{url:?}").contains("hunter2"));

@@ -1,0 +1,286 @@
+//! `spawn_app(backend)`: the real server on a free port over a fresh database of
+//! its own, migrated, with the seed's user; and a client with a cookie store.
+
+use std::process::{Command, Output, Stdio};
+
+use diesel::connection::SimpleConnection as _;
+use diesel::{Connection as _, PgConnection};
+use latchkey::config::{DatabaseUrl, SecretKey, Settings};
+use latchkey::db::{self, AnyConnection};
+use latchkey::startup::Application;
+use latchkey::users::{queries, NewUser, UserId};
+use reqwest::header::{HeaderMap, COOKIE, SET_COOKIE};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::pg;
+
+pub const TEST_USER: &str = "test_user";
+pub const TEST_PASSWORD: &str = "test_password";
+/// Tests hash at bcrypt's lowest cost; the cost is a setting like any other.
+pub const TEST_BCRYPT_COST: u32 = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A database of this test's own, dropped (or deleted) when the test ends.
+pub struct TestDb {
+    pub url: DatabaseUrl,
+    pg_name: Option<String>,
+    /// Holds the SQLite file, and serves as the working directory of CLI runs.
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Postgres => {
+                let name = format!("latchkey_test_{}", hex::encode(rand::random::<[u8; 8]>()));
+                let mut admin = PgConnection::establish(pg::admin_url()).expect("test Postgres");
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("create test database");
+                Self {
+                    url: DatabaseUrl::Postgres(pg::with_database(pg::admin_url(), &name)),
+                    pg_name: Some(name),
+                    dir,
+                }
+            }
+            Backend::Sqlite => Self {
+                url: DatabaseUrl::Sqlite(dir.path().join("test.db").display().to_string()),
+                pg_name: None,
+                dir,
+            },
+        }
+    }
+
+    pub fn url_string(&self) -> String {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => url.clone(),
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{path}"),
+        }
+    }
+
+    pub fn connect(&self) -> AnyConnection {
+        db::connect(&self.url).expect("connect to the test database")
+    }
+
+    /// Runs `latchkey ARGS` against this database, with `stdin` as its input.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> Output {
+        run_cli(
+            args,
+            stdin,
+            &[("DATABASE_URL", &self.url_string())],
+            self.dir.path(),
+        )
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_name {
+            if let Ok(mut admin) = PgConnection::establish(pg::admin_url()) {
+                let _ =
+                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+/// Runs the real binary with a clean environment: only `env` and what a shell needs.
+pub fn run_cli(args: &[&str], stdin: &str, env: &[(&str, &str)], cwd: &std::path::Path) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LATCHKEY_BCRYPT_COST", TEST_BCRYPT_COST.to_string())
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run latchkey");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("latchkey output")
+}
+
+/// Settings for a test server: any free port, plain-http cookies, cheap hashing.
+pub fn test_settings(url: &DatabaseUrl) -> Settings {
+    let mut settings = Settings::from_lookup(|_| None).expect("default settings");
+    settings.database_url = url.clone();
+    settings.addr = "127.0.0.1:0".parse().expect("address");
+    settings.secret_key = Some(SecretKey::generate());
+    settings.cookie_secure = false;
+    settings.bcrypt_cost = TEST_BCRYPT_COST;
+    settings.db_pool_size = 4;
+    settings.http_workers = Some(1);
+    settings
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub test_user_id: UserId,
+    pub db: TestDb,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Like [`spawn_app`], with the settings adjusted first.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let db = TestDb::new(backend);
+    let mut settings = test_settings(&db.url);
+    adjust(&mut settings);
+    let address = start_server(settings).await;
+    let test_user_id = add_user(&db, TEST_USER, TEST_PASSWORD, TEST_BCRYPT_COST);
+    TestApp {
+        address,
+        client: new_client(),
+        test_user_id,
+        db,
+    }
+}
+
+/// Builds and starts a server; returns its base URL.
+pub async fn start_server(settings: Settings) -> String {
+    let app = Application::build(settings).await.expect("build the app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    address
+}
+
+pub fn new_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Inserts a user directly, with a hash of the given cost.
+pub fn add_user(db: &TestDb, username: &str, password: &str, cost: u32) -> UserId {
+    let hash = bcrypt::hash(password, cost).expect("hash");
+    let new_user = NewUser {
+        username,
+        password_hash: &hash,
+    };
+    queries::insert(&mut db.connect(), &new_user)
+        .expect("insert user")
+        .id
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Response {
+        self.post_json(
+            "/login",
+            &json!({ "username": username, "password": password }),
+        )
+        .await
+    }
+
+    pub async fn login_test_user(&self) -> Response {
+        let response = self.login(TEST_USER, TEST_PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response
+    }
+
+    pub async fn logout(&self) -> Response {
+        self.client
+            .post(self.url("/logout"))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// A request from another client that carries only the given cookie.
+    pub async fn get_with_cookie(&self, path: &str, cookie: &str) -> Response {
+        reqwest::Client::new()
+            .get(self.url(path))
+            .header(COOKIE, cookie)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub fn cli(&self, args: &[&str], stdin: &str) -> Output {
+        self.db.cli(args, stdin)
+    }
+
+    pub fn session_rows(&self) -> i64 {
+        use diesel::prelude::*;
+        use latchkey::db::schema::sessions;
+        sessions::table
+            .count()
+            .get_result(&mut self.db.connect())
+            .expect("count sessions")
+    }
+}
+
+/// The `name=value` of the session cookie this response sets, if any.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    set_cookie_line(headers).map(|line| line.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// The whole `Set-Cookie` line of the session cookie.
+pub fn set_cookie_line(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("latchkey_session=") || v.starts_with("__Host-latchkey_session="))
+        .map(str::to_owned)
+}
+
+pub async fn json_body(response: Response) -> Value {
+    response.json().await.expect("a JSON body")
+}
+
+pub async fn assert_json(response: Response, status: StatusCode, body: Value) {
+    assert_eq!(response.status(), status);
+    assert_eq!(json_body(response).await, body);
+}
+
+/// A stdout/stderr pair, for assertion messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -1,0 +1,32 @@
+//! One integration binary: every module links once.
+
+/// Declares each test once and runs it on both backends:
+/// `name::postgres` and `name::sqlite`.
+macro_rules! both_backends {
+    ($(async fn $name:ident($backend:ident: Backend) $body:block)+) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn run($backend: Backend) $body
+
+                #[tokio::test]
+                async fn postgres() {
+                    run(Backend::Postgres).await
+                }
+
+                #[tokio::test]
+                async fn sqlite() {
+                    run(Backend::Sqlite).await
+                }
+            }
+        )+
+    };
+}
+
+mod cli;
+mod helpers;
+mod migrations;
+mod pg;
+mod seed;
