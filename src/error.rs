@@ -20,6 +20,9 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 pub enum AppError {
     #[error("{0}")]
     BadRequest(String),
+    /// Not signed in: JSON clients get 401, browsers are sent to the login page.
+    #[error("Please log in to access this page.")]
+    LoginRequired,
     #[error("{0}")]
     Unauthorized(&'static str),
     #[error("{0}")]
@@ -44,6 +47,25 @@ pub enum AppError {
     },
     #[error("Internal server error.")]
     Internal(#[source] anyhow::Error),
+    /// An error status raised outside our handlers (by the framework or a middleware).
+    #[error("{}", status_message(*.0))]
+    Status(StatusCode),
+}
+
+fn status_message(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "Bad request.",
+        401 => "Please log in to access this page.",
+        403 => "Forbidden.",
+        404 => "Not found.",
+        405 => "Method not allowed.",
+        413 => "Request body is too large.",
+        415 => "Unsupported media type.",
+        429 => "Too many attempts. Try again later.",
+        503 => "Service temporarily unavailable. Try again shortly.",
+        s if s >= 500 => "Internal server error.",
+        _ => "Request refused.",
+    }
 }
 
 impl AppError {
@@ -68,7 +90,7 @@ impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::LoginRequired | Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -78,6 +100,7 @@ impl ResponseError for AppError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Status(status) => *status,
         }
     }
 
@@ -101,10 +124,23 @@ impl ResponseError for AppError {
             }
             _ => {}
         }
-        response
+        let mut response = response
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(serde_json::json!({ "message": self.message() }))
+            .json(serde_json::json!({ "message": self.message() }));
+        // For the edge middleware, which renders the HTML page for browsers.
+        response.extensions_mut().insert(ErrorInfo {
+            message: self.message(),
+            login_required: matches!(self, Self::LoginRequired),
+        });
+        response
     }
+}
+
+/// What an error response was about, kept beside its JSON body.
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    pub message: String,
+    pub login_required: bool,
 }
 
 impl From<DieselError> for AppError {

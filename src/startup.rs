@@ -8,14 +8,15 @@ use actix_session::config::{BrowserSession, CookieContentSecurity};
 use actix_session::SessionMiddleware;
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
-use actix_web::http::header;
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
 use crate::config::Settings;
 use crate::sessions::DbSessionStore;
 use crate::users::PasswordHasher;
+use crate::web::csrf::Csrf;
+use crate::web::edge::edge;
 use crate::web::AppState;
 use crate::{auth, db};
 
@@ -53,7 +54,9 @@ impl Application {
         .await??;
 
         // One key for every worker: built once, outside the server closure.
-        let key = Key::from(settings.secret_key()?.as_bytes());
+        let secret = settings.secret_key()?;
+        let key = Key::from(secret.as_bytes());
+        let csrf = Csrf::new(&secret, settings.cookie_secure);
         let (cost, workers, queue) = (
             settings.bcrypt_cost,
             settings.hash_workers,
@@ -70,6 +73,7 @@ impl Application {
             pool: pool.clone(),
             hasher,
             settings: Arc::new(settings.clone()),
+            csrf,
         });
         let store = DbSessionStore::new(pool);
         let http_workers = settings.http_workers;
@@ -99,8 +103,7 @@ impl Application {
                 // The last wrap runs first: sessions must be loaded before identity.
                 .wrap(identity)
                 .wrap(sessions)
-                // Handlers that may be cached say so; everything else is private.
-                .wrap(DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store")))
+                .wrap(from_fn(edge))
         })
         .listen(listener)?
         .shutdown_timeout(10);

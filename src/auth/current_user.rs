@@ -9,9 +9,6 @@ use crate::error::AppError;
 use crate::users::{queries, User, UserId};
 use crate::web::AppState;
 
-/// Flask-Login's own wording.
-pub const LOGIN_REQUIRED: &str = "Please log in to access this page.";
-
 /// The signed-in, active user of this request; `401` otherwise. A session whose
 /// user is gone or disabled is purged on the way.
 #[derive(Debug)]
@@ -26,12 +23,10 @@ impl FromRequest for CurrentUser {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let identity = req
-                .get_identity()
-                .map_err(|_| AppError::Unauthorized(LOGIN_REQUIRED))?;
+            let identity = req.get_identity().map_err(|_| AppError::LoginRequired)?;
             let Some(id) = identity.id().ok().and_then(|id| id.parse::<UserId>().ok()) else {
                 identity.logout();
-                return Err(AppError::Unauthorized(LOGIN_REQUIRED));
+                return Err(AppError::LoginRequired);
             };
             let state = req
                 .app_data::<web::Data<AppState>>()
@@ -43,7 +38,7 @@ impl FromRequest for CurrentUser {
                 Some(user) if user.is_active => Ok(Self { user }),
                 _ => {
                     identity.logout();
-                    Err(AppError::Unauthorized(LOGIN_REQUIRED))
+                    Err(AppError::LoginRequired)
                 }
             }
         })

@@ -1,9 +1,11 @@
-//! `POST /login`, `POST /logout`, `GET /protected`: the seed contract.
+//! `/login`, `/logout`, `/protected` and `/`: the seed contract for JSON clients,
+//! and the same routes as pages and forms for browsers.
 
 use actix_identity::Identity;
 use actix_session::SessionExt as _;
-use actix_web::http::header;
-use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
+use actix_web::http::header::{self, HeaderName};
+use actix_web::http::StatusCode;
+use actix_web::{guard, web, HttpMessage as _, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -11,25 +13,44 @@ use super::current_user::CurrentUser;
 use super::service;
 use crate::error::AppError;
 use crate::sessions::store::{CLIENT_IP_KEY, USER_AGENT_KEY};
-use crate::users::Username;
-use crate::web::{self as edge, AppState, Body};
+use crate::users::{User, Username};
+use crate::web::flash::{self, Flash};
+use crate::web::pages::{self, LoginPage, ProtectedPage, STYLE_HREF};
+use crate::web::redirect::safe_next;
+use crate::web::{self as edge, AppState, Body, BodyKind, Wants};
 
 pub const INVALID_CREDENTIALS: &str = "Invalid username or password.";
 
 #[derive(Deserialize)]
-pub struct LoginRequest {
+pub struct LoginJson {
     username: String,
     password: String,
 }
 
-pub async fn login(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: Body<LoginRequest>,
-) -> Result<HttpResponse, AppError> {
-    let LoginRequest { username, password } = body.value;
-    let username = Username::parse(&username).map_err(AppError::BadRequest)?;
-    let user = service::authenticate(&state, &username, password)
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+/// Checks the credentials and starts a new session for their user.
+async fn sign_in(
+    req: &HttpRequest,
+    state: &AppState,
+    username: &str,
+    password: String,
+) -> Result<User, AppError> {
+    let username = Username::parse(username).map_err(AppError::BadRequest)?;
+    let user = service::authenticate(state, &username, password)
         .await?
         .ok_or(AppError::Unauthorized(INVALID_CREDENTIALS))?;
 
@@ -37,42 +58,188 @@ pub async fn login(
     Identity::login(&req.extensions(), user.id.to_string()).map_err(AppError::internal)?;
     let session = req.get_session();
     for (key, value) in [
-        (CLIENT_IP_KEY, edge::client_ip(&req)),
-        (USER_AGENT_KEY, edge::user_agent(&req)),
+        (CLIENT_IP_KEY, edge::client_ip(req)),
+        (USER_AGENT_KEY, edge::user_agent(req)),
     ] {
         if let Some(value) = value {
             session.insert(key, value).map_err(AppError::internal)?;
         }
     }
+    Ok(user)
+}
+
+/// `POST /login` with JSON (or no body at all).
+pub async fn login_json(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: Body<LoginJson>,
+) -> Result<HttpResponse, AppError> {
+    let LoginJson { username, password } = body.value;
+    let user = sign_in(&req, &state, &username, password).await?;
     Ok(HttpResponse::Ok().json(json!({
         "message": "Login successful!",
         "user_id": user.id,
     })))
 }
 
-/// Ends the session (its row is deleted). Idempotent: without a session it still succeeds.
-pub async fn logout(identity: Option<Identity>) -> HttpResponse {
+/// `POST /login` from the login form (its CSRF token checked by `Body`).
+pub async fn login_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: Body<LoginForm>,
+) -> Result<HttpResponse, AppError> {
+    let LoginForm {
+        username,
+        password,
+        next,
+    } = body.value;
+    match sign_in(&req, &state, &username, password).await {
+        Ok(_) => Ok(edge::see_other(safe_next(&next).unwrap_or("/protected"))),
+        // Any refusal of the credentials: the form again, one generic message.
+        Err(AppError::BadRequest(_) | AppError::Unauthorized(_)) => login_page_response(
+            &req,
+            &state,
+            StatusCode::UNAUTHORIZED,
+            &username,
+            safe_next(&next).unwrap_or(""),
+            Some(INVALID_CREDENTIALS),
+        ),
+        Err(other) => Err(other),
+    }
+}
+
+/// `GET /login`: the form (already signed in: on to `/protected`).
+pub async fn login_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    wants: Wants,
+    identity: Option<Identity>,
+) -> Result<HttpResponse, AppError> {
+    if identity.is_some() {
+        return Ok(edge::see_other("/protected"));
+    }
+    if wants == Wants::Json {
+        return Ok(HttpResponse::Ok().json(json!({
+            "message": "POST /login with {\"username\": ..., \"password\": ...} to log in.",
+        })));
+    }
+    let next = web::Query::<NextQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().next)
+        .unwrap_or_default();
+    login_page_response(
+        &req,
+        &state,
+        StatusCode::OK,
+        "",
+        safe_next(&next).unwrap_or(""),
+        None,
+    )
+}
+
+fn login_page_response(
+    req: &HttpRequest,
+    state: &AppState,
+    status: StatusCode,
+    username: &str,
+    next: &str,
+    error: Option<&str>,
+) -> Result<HttpResponse, AppError> {
+    let secure = state.settings.cookie_secure;
+    let (csrf_token, csrf_cookie) = state.csrf.token(req);
+    let notice = flash::take(req, secure);
+    let page = LoginPage {
+        style: &STYLE_HREF,
+        csrf_token: &csrf_token,
+        next,
+        username,
+        error,
+        notice: notice.as_ref().map(|(flash, _)| flash.message()),
+    };
+    let mut response = pages::render(status, &page)?;
+    for cookie in csrf_cookie
+        .into_iter()
+        .chain(notice.map(|(_, clear)| clear))
+    {
+        response.add_cookie(&cookie).map_err(AppError::internal)?;
+    }
+    Ok(response)
+}
+
+/// `POST /logout`: ends the session (its row is deleted). Idempotent. A form must
+/// carry its CSRF token (checked by `Body`); `GET /logout` does nothing.
+pub async fn logout(
+    state: web::Data<AppState>,
+    identity: Option<Identity>,
+    body: Body<serde::de::IgnoredAny>,
+) -> Result<HttpResponse, AppError> {
     if let Some(identity) = identity {
         identity.logout();
     }
-    HttpResponse::Ok()
-        .insert_header((
-            header::HeaderName::from_static("clear-site-data"),
-            "\"cache\"",
-        ))
-        .json(json!({ "message": "Logout successful!" }))
+    let clear_site_data = (HeaderName::from_static("clear-site-data"), "\"cache\"");
+    if body.kind == BodyKind::Form {
+        let mut response = edge::see_other("/login");
+        response.headers_mut().insert(
+            clear_site_data.0,
+            header::HeaderValue::from_static(clear_site_data.1),
+        );
+        response
+            .add_cookie(&flash::set(Flash::LoggedOut, state.settings.cookie_secure))
+            .map_err(AppError::internal)?;
+        return Ok(response);
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header(clear_site_data)
+        .json(json!({ "message": "Logout successful!" })))
 }
 
-pub async fn protected(current: CurrentUser) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "message": format!("Hello, {}! This is a protected route.", current.user.username),
-    }))
+/// `GET /protected`: the greeting, as JSON or as a page with a logout button.
+pub async fn protected(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    wants: Wants,
+    current: CurrentUser,
+) -> Result<HttpResponse, AppError> {
+    let username = &current.user.username;
+    if wants == Wants::Json {
+        return Ok(HttpResponse::Ok().json(json!({
+            "message": format!("Hello, {username}! This is a protected route."),
+        })));
+    }
+    let (csrf_token, csrf_cookie) = state.csrf.token(&req);
+    let mut response = pages::render(
+        StatusCode::OK,
+        &ProtectedPage {
+            style: &STYLE_HREF,
+            username,
+            csrf_token: &csrf_token,
+        },
+    )?;
+    if let Some(cookie) = csrf_cookie {
+        response.add_cookie(&cookie).map_err(AppError::internal)?;
+    }
+    Ok(response)
+}
+
+/// `GET /`: on to the protected page, or to the login page.
+pub async fn index(identity: Option<Identity>) -> HttpResponse {
+    edge::see_other(if identity.is_some() {
+        "/protected"
+    } else {
+        "/login"
+    })
+}
+
+fn is_form(ctx: &guard::GuardContext<'_>) -> bool {
+    matches!(BodyKind::of(ctx.head().headers()), Ok(Some(BodyKind::Form)))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/login")
-            .route(web::post().to(login))
+            .route(web::get().to(login_page))
+            .route(web::post().guard(guard::fn_guard(is_form)).to(login_form))
+            .route(web::post().to(login_json))
             .default_service(web::to(edge::method_not_allowed)),
     )
     .service(
@@ -83,6 +250,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/protected")
             .route(web::get().to(protected))
+            .default_service(web::to(edge::method_not_allowed)),
+    )
+    .service(
+        web::resource("/")
+            .route(web::get().to(index))
             .default_service(web::to(edge::method_not_allowed)),
     );
 }

@@ -2,11 +2,12 @@
 
 use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 
+use super::AppState;
 use crate::error::AppError;
 
 /// Largest request body accepted.
@@ -47,8 +48,30 @@ fn unsupported() -> AppError {
     )
 }
 
+/// Every form must carry the CSRF token made for this client's cookie.
+fn check_csrf(req: &HttpRequest, form: &[u8]) -> Result<(), AppError> {
+    #[derive(serde::Deserialize)]
+    struct Token {
+        csrf_token: Option<String>,
+    }
+    let token = serde_urlencoded::from_bytes::<Token>(form)
+        .ok()
+        .and_then(|t| t.csrf_token);
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("AppState is not registered")))?;
+    if state.csrf.verify(req, token.as_deref()) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "This form has expired or did not come from this site. Reload the page and try again.",
+        ))
+    }
+}
+
 /// A deserialised body and how it came. A body without `Content-Type` is refused
-/// (`415`), but no body at all counts as an empty JSON object.
+/// (`415`), but no body at all counts as an empty JSON object. A form is
+/// refused (`403`) unless it carries a valid CSRF token.
 #[derive(Debug)]
 pub struct Body<T> {
     pub value: T,
@@ -67,6 +90,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         let mut payload = payload.take();
+        let req = req.clone();
         Box::pin(async move {
             if declared_len.is_some_and(|len| len > MAX_BODY_BYTES) {
                 return Err(AppError::PayloadTooLarge);
@@ -91,6 +115,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                 }
                 BodyKind::Json => serde_json::from_slice(&bytes),
                 BodyKind::Form => {
+                    check_csrf(&req, &bytes)?;
                     return serde_urlencoded::from_bytes(&bytes)
                         .map(|value| Self { value, kind })
                         .map_err(|e| AppError::BadRequest(format!("Invalid form: {e}.")));

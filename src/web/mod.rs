@@ -1,12 +1,19 @@
-//! The HTTP edge: shared state, bodies, client address, health routes, fallbacks.
+//! The HTTP edge: negotiation, bodies, CSRF, pages, security headers, health routes.
 
 pub mod body;
+pub mod csrf;
+pub mod edge;
+pub mod flash;
 pub mod health;
+pub mod negotiate;
+pub mod pages;
+pub mod redirect;
 pub mod state;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
 pub use body::{Body, BodyKind};
+pub use negotiate::Wants;
 pub use state::AppState;
 
 use crate::error::AppError;
@@ -26,6 +33,13 @@ pub fn user_agent(req: &HttpRequest) -> Option<String> {
     Some(agent.chars().take(256).collect())
 }
 
+/// `303 See Other` to a local path.
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, location))
+        .finish()
+}
+
 pub async fn not_found() -> Result<HttpResponse, AppError> {
     Err(AppError::NotFound)
 }
@@ -36,5 +50,10 @@ pub async fn method_not_allowed() -> Result<HttpResponse, AppError> {
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz));
+        .route("/readyz", web::get().to(health::readyz))
+        .service(
+            web::resource("/static/{name}")
+                .route(web::get().to(pages::asset))
+                .route(web::head().to(pages::asset)),
+        );
 }

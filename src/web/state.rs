@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 
+use super::csrf::Csrf;
 use crate::config::Settings;
 use crate::db::{AnyConnection, Pool};
 use crate::error::AppError;
@@ -13,6 +14,7 @@ pub struct AppState {
     pub pool: Pool,
     pub hasher: PasswordHasher,
     pub settings: Arc<Settings>,
+    pub csrf: Csrf,
 }
 
 impl AppState {

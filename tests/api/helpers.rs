@@ -227,6 +227,33 @@ impl TestApp {
             .expect("request")
     }
 
+    /// A page, as a browser asks for it.
+    pub async fn get_page(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .header("accept", HTML_ACCEPT)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The CSRF token of the login form (and its cookie, kept by the client).
+    pub async fn csrf_token(&self) -> String {
+        let page = self.get_page("/login").await.text().await.expect("page");
+        hidden_field(&page, "csrf_token").expect("a csrf_token field")
+    }
+
+    /// Posts a form, as a browser does.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("accept", HTML_ACCEPT)
+            .form(fields)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// A request from another client that carries only the given cookie.
     pub async fn get_with_cookie(&self, path: &str, cookie: &str) -> Response {
         reqwest::Client::new()
@@ -264,6 +291,26 @@ pub fn set_cookie_line(headers: &HeaderMap) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .find(|v| v.starts_with("latchkey_session=") || v.starts_with("__Host-latchkey_session="))
         .map(str::to_owned)
+}
+
+/// What Chromium sends as `Accept` for a page.
+pub const HTML_ACCEPT: &str =
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
+
+/// The value of `<input type="hidden" name="NAME" value="...">` in a page.
+pub fn hidden_field(page: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker)? + marker.len();
+    let end = page[start..].find('"')? + start;
+    Some(page[start..end].to_owned())
+}
+
+pub fn location(response: &Response) -> &str {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 pub async fn json_body(response: Response) -> Value {

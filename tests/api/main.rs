@@ -28,5 +28,6 @@ macro_rules! both_backends {
 mod cli;
 mod helpers;
 mod migrations;
+mod pages;
 mod pg;
 mod seed;

@@ -1,0 +1,250 @@
+//! The outermost middleware: what every request and response goes through.
+//!
+//! - decides once whether the client wants HTML or JSON ([`Wants`]);
+//! - refuses unsafe requests from other sites (`Origin`, `Sec-Fetch-Site`: 403),
+//!   bodies over 16 KiB (413) and bodies that do not say what they are (415);
+//! - renders every error, whoever raised it, as the HTML error page for browsers
+//!   or `{"message": ...}` for programs; a browser that needs to log in is sent
+//!   to `/login?next=...` instead;
+//! - adds the security headers, and `Cache-Control: no-store` wherever a
+//!   handler did not choose a cache policy itself.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage as _, HttpResponse, ResponseError as _};
+
+use super::body::{BodyKind, MAX_BODY_BYTES};
+use super::pages::{self, ErrorPage, STYLE_HREF};
+use super::{AppState, Wants};
+use crate::error::{AppError, ErrorInfo};
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   base-uri 'none'; frame-ancestors 'none'";
+
+pub async fn edge(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let wants = Wants::of(req.headers());
+    req.extensions_mut().insert(wants);
+    let secure = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.settings.cookie_secure);
+    let is_get = req.method() == Method::GET;
+    let here = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.path().to_owned(), |pq| pq.as_str().to_owned());
+
+    let get_path = is_get.then_some(here.as_str());
+    let finish = |response: HttpResponse<BoxBody>| {
+        let mut response =
+            if response.status().is_client_error() || response.status().is_server_error() {
+                render_error(response, wants, get_path)
+            } else {
+                response
+            };
+        add_headers(response.headers_mut(), secure);
+        response
+    };
+
+    if let Err(err) = check_unsafe_request(&req) {
+        let (req, _) = req.into_parts();
+        return Ok(ServiceResponse::new(req, finish(err.error_response())));
+    }
+    match next.call(req).await {
+        Ok(response) => {
+            let (req, res) = response.map_into_boxed_body().into_parts();
+            Ok(ServiceResponse::new(req, finish(res)))
+        }
+        // Raised by a middleware, not a handler: in practice the session store,
+        // which fails when the database cannot be reached.
+        Err(err) => {
+            let status = err.as_response_error().status_code();
+            let app_error = if status.is_server_error() {
+                tracing::warn!(error = ?err, "session store unavailable");
+                AppError::Unavailable {
+                    retry_after_secs: 1,
+                    cause: None,
+                }
+            } else {
+                AppError::Status(status)
+            };
+            let response = finish(app_error.error_response());
+            Err(InternalError::from_response(err, response).into())
+        }
+    }
+}
+
+/// Rules for every request that may change something (anything but GET/HEAD/OPTIONS).
+fn check_unsafe_request(req: &ServiceRequest) -> Result<(), AppError> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let headers = req.headers();
+    let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if text(HeaderName::from_static("sec-fetch-site")) == Some("cross-site") {
+        return Err(AppError::Forbidden(CROSS_SITE));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = text(header::HOST).or_else(|| req.uri().authority().map(|a| a.as_str()));
+        if !same_origin(origin, host) {
+            return Err(AppError::Forbidden(CROSS_SITE));
+        }
+    }
+    let length = text(header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
+    if length.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(AppError::PayloadTooLarge);
+    }
+    let has_body =
+        length.is_some_and(|len| len > 0) || headers.contains_key(header::TRANSFER_ENCODING);
+    if has_body && BodyKind::of(headers)?.is_none() {
+        return Err(AppError::UnsupportedMediaType(
+            "Say what the body is: Content-Type application/json or application/x-www-form-urlencoded.",
+        ));
+    }
+    Ok(())
+}
+
+const CROSS_SITE: &str = "Requests from other sites are not accepted.";
+
+/// Whether `Origin` names this host (the authority part; `null` never does).
+fn same_origin(origin: &HeaderValue, host: Option<&str>) -> bool {
+    let (Ok(origin), Some(host)) = (origin.to_str(), host) else {
+        return false;
+    };
+    origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+}
+
+fn render_error(
+    response: HttpResponse<BoxBody>,
+    wants: Wants,
+    get_path: Option<&str>,
+) -> HttpResponse<BoxBody> {
+    let status = response.status();
+    let info = response.extensions().get::<ErrorInfo>().cloned();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let message = match &info {
+        Some(info) => info.message.clone(),
+        None => AppError::Status(status).message(),
+    };
+
+    match wants {
+        Wants::Html if info.as_ref().is_some_and(|i| i.login_required) => {
+            let location = match get_path {
+                Some(path) => format!(
+                    "/login?{}",
+                    serde_urlencoded::to_string([("next", path)]).unwrap_or_default()
+                ),
+                None => "/login".to_owned(),
+            };
+            let mut redirect = HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, location))
+                .finish();
+            for cookie in response.headers().get_all(header::SET_COOKIE) {
+                redirect
+                    .headers_mut()
+                    .append(header::SET_COOKIE, cookie.clone());
+            }
+            redirect
+        }
+        // A page that answers with an error status itself (the login form after a failure).
+        Wants::Html if content_type.starts_with("text/html") => response,
+        Wants::Html => {
+            let page = ErrorPage {
+                style: &STYLE_HREF,
+                title: title(status),
+                message: &message,
+            };
+            let html = match pages::render(status, &page) {
+                Ok(page) => page.into_body(),
+                Err(_) => BoxBody::new(message),
+            };
+            replace_body(response, "text/html; charset=utf-8", html)
+        }
+        Wants::Json if content_type.starts_with("application/json") => response,
+        Wants::Json => {
+            let json = serde_json::json!({ "message": message }).to_string();
+            replace_body(response, "application/json", BoxBody::new(json))
+        }
+    }
+}
+
+fn replace_body(
+    response: HttpResponse<BoxBody>,
+    content_type: &'static str,
+    body: BoxBody,
+) -> HttpResponse<BoxBody> {
+    let mut response = response.set_body(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.remove(header::CONTENT_LENGTH);
+    response
+}
+
+fn add_headers(headers: &mut HeaderMap, secure: bool) {
+    let set = |headers: &mut HeaderMap, name: &'static str, value: &'static str| {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    };
+    set(headers, "content-security-policy", CSP);
+    set(headers, "x-content-type-options", "nosniff");
+    set(headers, "referrer-policy", "same-origin");
+    set(headers, "x-frame-options", "DENY");
+    if secure {
+        set(
+            headers,
+            "strict-transport-security",
+            "max-age=31536000; includeSubDomains",
+        );
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        set(headers, "cache-control", "no-store");
+    }
+}
+
+fn title(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "Bad request",
+        401 => "Please log in",
+        403 => "Forbidden",
+        404 => "Page not found",
+        405 => "Method not allowed",
+        409 => "Conflict",
+        413 => "Request too large",
+        415 => "Unsupported request",
+        429 => "Too many attempts",
+        503 => "Service unavailable",
+        s if s >= 500 => "Something went wrong",
+        _ => "Request refused",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_host_is_the_same_origin() {
+        let host = Some("127.0.0.1:8080");
+        let origin = |o: &'static str| HeaderValue::from_static(o);
+        assert!(same_origin(&origin("http://127.0.0.1:8080"), host));
+        assert!(!same_origin(&origin("http://127.0.0.1:8081"), host));
+        assert!(!same_origin(&origin("https://evil.example"), host));
+        assert!(!same_origin(&origin("null"), host));
+        assert!(!same_origin(&origin("http://127.0.0.1:8080"), None));
+    }
+}
