@@ -25,6 +25,7 @@ macro_rules! both_backends {
     };
 }
 
+mod browser;
 mod cli;
 mod helpers;
 mod migrations;
