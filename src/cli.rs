@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::Connection as _;
 
+use crate::audit::{self, Client, Event};
 use crate::config::Settings;
 use crate::db::{self, AnyConnection};
 use crate::sessions::queries as session_queries;
@@ -32,6 +33,15 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Print the audit trail of authentication events, newest first.
+    Audit {
+        /// Only the events of this username.
+        #[arg(long = "user")]
+        user: Option<String>,
+        /// How many events at most.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Print a bcrypt hash, for an admin's own seed migration.
     HashPassword {
         /// Read the password from one line of stdin instead of a prompt.
@@ -82,6 +92,10 @@ pub fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(command) => user(&Settings::from_env()?, command),
+        Command::Audit { user, limit } => {
+            let conn = &mut open(&Settings::from_env()?)?;
+            print_audit(conn, user.as_deref(), limit)
+        }
         Command::HashPassword { password_stdin } => {
             let settings = Settings::from_env()?;
             let password = read_new_password(password_stdin)?;
@@ -133,6 +147,7 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
                 }
                 other => other.into(),
             })?;
+            audit_admin(conn, Event::UserCreated, &user, Some("by admin (cli)"))?;
             println!("created user {:?} (id {})", user.username, user.id);
         }
         UserCommand::List => {
@@ -163,7 +178,9 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
             let hash = bcrypt::hash(password.expose(), settings.bcrypt_cost)?;
             let ended = conn.transaction(|conn| {
                 queries::set_password_hash(conn, user.id, &hash)?;
-                session_queries::delete_for_user(conn, user.id)
+                let ended = session_queries::delete_for_user(conn, user.id)?;
+                audit_admin(conn, Event::PasswordChanged, &user, Some("by admin (cli)"))?;
+                Ok::<_, DieselError>(ended)
             })?;
             println!("password changed for {name:?}; {ended} session(s) ended");
         }
@@ -171,19 +188,23 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
             let user = find(conn, &name)?;
             let ended = conn.transaction(|conn| {
                 queries::set_active(conn, user.id, false)?;
-                session_queries::delete_for_user(conn, user.id)
+                let ended = session_queries::delete_for_user(conn, user.id)?;
+                audit_admin(conn, Event::UserDisabled, &user, Some("by admin (cli)"))?;
+                Ok::<_, DieselError>(ended)
             })?;
             println!("disabled {name:?}; {ended} session(s) ended");
         }
         UserCommand::Enable { name } => {
             let user = find(conn, &name)?;
             queries::set_active(conn, user.id, true)?;
+            audit_admin(conn, Event::UserEnabled, &user, Some("by admin (cli)"))?;
             println!("enabled {name:?}");
         }
         UserCommand::Remove { name } => {
             let user = find(conn, &name)?;
             let ended = conn.transaction(|conn| {
                 let ended = session_queries::delete_for_user(conn, user.id)?;
+                audit_admin(conn, Event::UserRemoved, &user, Some("by admin (cli)"))?;
                 queries::delete(conn, user.id)?;
                 Ok::<_, DieselError>(ended)
             })?;
@@ -212,10 +233,59 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Logout { name } => {
             let user = find(conn, &name)?;
             let ended = session_queries::delete_for_user(conn, user.id)?;
+            let detail = format!("{ended} session(s), by admin (cli)");
+            audit_admin(conn, Event::SessionsEnded, &user, Some(&detail))?;
             println!("ended {ended} session(s) of {name:?}");
         }
     }
     Ok(())
+}
+
+fn print_audit(conn: &mut AnyConnection, user: Option<&str>, limit: u32) -> anyhow::Result<()> {
+    let user = match user {
+        Some(name) => Some((name, queries::find_by_username(conn, name)?.map(|u| u.id))),
+        None => None,
+    };
+    let rows = audit::list(conn, user, i64::from(limit))?;
+    println!(
+        "{:<20} {:<22} {:<20} {:<40} {:<24} USER AGENT",
+        "TIME (UTC)", "EVENT", "USER", "CLIENT", "DETAIL"
+    );
+    for row in &rows {
+        let user = match (&row.username, row.user_id) {
+            (Some(name), _) => name.clone(),
+            (None, Some(id)) => format!("#{id}"),
+            (None, None) => "-".to_owned(),
+        };
+        println!(
+            "{:<20} {:<22} {:<20} {:<40} {:<24} {}",
+            row.at.format("%Y-%m-%d %H:%M:%S"),
+            row.event,
+            user,
+            row.client_ip.as_deref().unwrap_or("-"),
+            row.detail.as_deref().unwrap_or("-"),
+            row.user_agent.as_deref().unwrap_or("-"),
+        );
+    }
+    println!("{} event(s)", rows.len());
+    Ok(())
+}
+
+/// Records what an admin did from the command line.
+fn audit_admin(
+    conn: &mut AnyConnection,
+    event: Event,
+    user: &User,
+    detail: Option<&str>,
+) -> diesel::QueryResult<()> {
+    audit::record(
+        conn,
+        event,
+        Some(user.id),
+        Some(&user.username),
+        &Client::default(),
+        detail,
+    )
 }
 
 fn find(conn: &mut AnyConnection, name: &str) -> anyhow::Result<User> {

@@ -1,6 +1,8 @@
 //! latchkey: a login/logout server (Actix-web, Diesel, server-side sessions).
 #![forbid(unsafe_code)]
 
+pub mod account;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -13,12 +13,16 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
 use crate::config::Settings;
+use crate::sessions::store::{self, SessionPolicy};
 use crate::sessions::DbSessionStore;
 use crate::users::PasswordHasher;
 use crate::web::csrf::Csrf;
 use crate::web::edge::edge;
 use crate::web::AppState;
-use crate::{auth, db};
+use crate::{account, auth, db};
+
+/// How often expired sessions are swept (also once at start).
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The session cookie's name: with `Secure`, the `__Host-` prefix pins it to this
 /// host, `Path=/` and HTTPS.
@@ -75,7 +79,15 @@ impl Application {
             settings: Arc::new(settings.clone()),
             csrf,
         });
-        let store = DbSessionStore::new(pool);
+        let store = DbSessionStore::new(
+            pool.clone(),
+            SessionPolicy {
+                idle_timeout: settings.session_idle_timeout,
+                max_lifetime: settings.session_max_lifetime,
+                remember_lifetime: settings.remember_me_lifetime,
+            },
+        );
+        store::spawn_sweeper(pool, SWEEP_EVERY);
         let http_workers = settings.http_workers;
 
         let mut server = HttpServer::new(move || {
@@ -92,13 +104,13 @@ impl Application {
                 .cookie_content_security(CookieContentSecurity::Signed)
                 .session_lifecycle(BrowserSession::default().state_ttl(session_ttl))
                 .build();
-            let identity = IdentityMiddleware::builder()
-                .login_deadline(Some(settings.session_max_lifetime))
-                .build();
+            // Both time limits are enforced by the store, row by row (see sessions::store).
+            let identity = IdentityMiddleware::default();
             App::new()
                 .app_data(state.clone())
                 .configure(crate::web::routes)
                 .configure(auth::routes::routes)
+                .configure(account::routes)
                 .default_service(web::to(crate::web::not_found))
                 // The last wrap runs first: sessions must be loaded before identity.
                 .wrap(identity)
@@ -118,6 +130,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Stops the server (gracefully with `true`) from elsewhere.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
     }
 
     /// Serves until SIGINT/SIGTERM, then drains in-flight requests.

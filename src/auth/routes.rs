@@ -11,8 +11,10 @@ use serde_json::json;
 
 use super::current_user::CurrentUser;
 use super::service;
+use crate::audit::{self, Client, Event};
 use crate::error::AppError;
-use crate::sessions::store::{CLIENT_IP_KEY, USER_AGENT_KEY};
+use crate::sessions::store::{CLIENT_IP_KEY, REMEMBER_KEY, USER_AGENT_KEY};
+use crate::sessions::Remembered;
 use crate::users::{User, Username};
 use crate::web::flash::{self, Flash};
 use crate::web::pages::{self, LoginPage, ProtectedPage, STYLE_HREF};
@@ -25,6 +27,8 @@ pub const INVALID_CREDENTIALS: &str = "Invalid username or password.";
 pub struct LoginJson {
     username: String,
     password: String,
+    #[serde(default)]
+    remember: bool,
 }
 
 #[derive(Deserialize)]
@@ -35,6 +39,8 @@ pub struct LoginForm {
     password: String,
     #[serde(default)]
     next: String,
+    /// A checkbox: present (`on`) when ticked.
+    remember: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -43,29 +49,46 @@ struct NextQuery {
 }
 
 /// Checks the credentials and starts a new session for their user.
+///
+/// The response must then carry [`Remembered`] when `remember` is set.
 async fn sign_in(
     req: &HttpRequest,
     state: &AppState,
     username: &str,
     password: String,
+    remember: bool,
 ) -> Result<User, AppError> {
     let username = Username::parse(username).map_err(AppError::BadRequest)?;
-    let user = service::authenticate(state, &username, password)
+    let user = service::authenticate(state, &username, password, Client::of(req))
         .await?
         .ok_or(AppError::Unauthorized(INVALID_CREDENTIALS))?;
 
     // Renews the session: a new key, the old row deleted (no fixation).
     Identity::login(&req.extensions(), user.id.to_string()).map_err(AppError::internal)?;
     let session = req.get_session();
+    let client = Client::of(req);
     for (key, value) in [
-        (CLIENT_IP_KEY, edge::client_ip(req)),
-        (USER_AGENT_KEY, edge::user_agent(req)),
+        (CLIENT_IP_KEY, client.ip),
+        (USER_AGENT_KEY, client.user_agent),
     ] {
         if let Some(value) = value {
             session.insert(key, value).map_err(AppError::internal)?;
         }
     }
+    if remember {
+        session
+            .insert(REMEMBER_KEY, true)
+            .map_err(AppError::internal)?;
+    }
     Ok(user)
+}
+
+/// A response whose new session cookie persists when the user asked to be remembered.
+fn remembering(mut response: HttpResponse, remember: bool) -> HttpResponse {
+    if remember {
+        response.extensions_mut().insert(Remembered);
+    }
+    response
 }
 
 /// `POST /login` with JSON (or no body at all).
@@ -74,12 +97,17 @@ pub async fn login_json(
     state: web::Data<AppState>,
     body: Body<LoginJson>,
 ) -> Result<HttpResponse, AppError> {
-    let LoginJson { username, password } = body.value;
-    let user = sign_in(&req, &state, &username, password).await?;
-    Ok(HttpResponse::Ok().json(json!({
+    let LoginJson {
+        username,
+        password,
+        remember,
+    } = body.value;
+    let user = sign_in(&req, &state, &username, password, remember).await?;
+    let response = HttpResponse::Ok().json(json!({
         "message": "Login successful!",
         "user_id": user.id,
-    })))
+    }));
+    Ok(remembering(response, remember))
 }
 
 /// `POST /login` from the login form (its CSRF token checked by `Body`).
@@ -92,9 +120,14 @@ pub async fn login_form(
         username,
         password,
         next,
+        remember,
     } = body.value;
-    match sign_in(&req, &state, &username, password).await {
-        Ok(_) => Ok(edge::see_other(safe_next(&next).unwrap_or("/protected"))),
+    let remember = remember.is_some_and(|v| matches!(v.as_str(), "on" | "true" | "1"));
+    match sign_in(&req, &state, &username, password, remember).await {
+        Ok(_) => {
+            let response = edge::see_other(safe_next(&next).unwrap_or("/protected"));
+            Ok(remembering(response, remember))
+        }
         // Any refusal of the credentials: the form again, one generic message.
         Err(AppError::BadRequest(_) | AppError::Unauthorized(_)) => login_page_response(
             &req,
@@ -169,12 +202,27 @@ fn login_page_response(
 /// `POST /logout`: ends the session (its row is deleted). Idempotent. A form must
 /// carry its CSRF token (checked by `Body`); `GET /logout` does nothing.
 pub async fn logout(
+    req: HttpRequest,
     state: web::Data<AppState>,
     identity: Option<Identity>,
     body: Body<serde::de::IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
     if let Some(identity) = identity {
+        let user_id = identity.id().ok().and_then(|id| id.parse().ok());
         identity.logout();
+        let client = Client::of(&req);
+        state
+            .db(move |conn| {
+                Ok(audit::record(
+                    conn,
+                    Event::Logout,
+                    user_id,
+                    None,
+                    &client,
+                    None,
+                )?)
+            })
+            .await?;
     }
     let clear_site_data = (HeaderName::from_static("clear-site-data"), "\"cache\"");
     if body.kind == BodyKind::Form {

@@ -1,14 +1,32 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    audit_events (id) {
+        id -> Int8,
+        at -> Timestamp,
+        #[max_length = 32]
+        event -> Varchar,
+        user_id -> Nullable<Int4>,
+        #[max_length = 50]
+        username -> Nullable<Varchar>,
+        client_ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     sessions (key_hash) {
         #[max_length = 64]
         key_hash -> Varchar,
+        #[max_length = 32]
+        public_id -> Varchar,
         user_id -> Nullable<Int4>,
         state -> Text,
         created_at -> Timestamp,
         last_seen_at -> Timestamp,
         expires_at -> Timestamp,
+        absolute_expires_at -> Timestamp,
         ttl_seconds -> Int8,
         client_ip -> Nullable<Text>,
         user_agent -> Nullable<Text>,
@@ -27,6 +45,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(audit_events -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(sessions, users,);
+diesel::allow_tables_to_appear_in_same_query!(audit_events, sessions, users,);

@@ -12,25 +12,31 @@ use crate::users::UserId;
 #[diesel(table_name = sessions)]
 pub struct SessionRow {
     pub key_hash: String,
+    /// Names the session to its user (account page, revoke) without revealing the key.
+    pub public_id: String,
     pub user_id: Option<UserId>,
     pub state: String,
     pub created_at: NaiveDateTime,
     pub last_seen_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
+    /// The expiry never slides past this.
+    pub absolute_expires_at: NaiveDateTime,
     pub ttl_seconds: i64,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
 }
 
-#[derive(Debug, Insertable, AsChangeset)]
+#[derive(Debug, Insertable)]
 #[diesel(table_name = sessions)]
 pub struct NewSession<'a> {
     pub key_hash: &'a str,
+    pub public_id: &'a str,
     pub user_id: Option<UserId>,
     pub state: &'a str,
     pub created_at: NaiveDateTime,
     pub last_seen_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
+    pub absolute_expires_at: NaiveDateTime,
     pub ttl_seconds: i64,
     pub client_ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
@@ -63,7 +69,6 @@ pub fn update_state(
     state: &str,
     user_id: Option<UserId>,
     now: NaiveDateTime,
-    expires_at: NaiveDateTime,
 ) -> QueryResult<usize> {
     diesel::update(
         sessions::table
@@ -74,7 +79,6 @@ pub fn update_state(
         sessions::state.eq(state),
         sessions::user_id.eq(user_id),
         sessions::last_seen_at.eq(now),
-        sessions::expires_at.eq(expires_at),
     ))
     .execute(conn)
 }
@@ -119,4 +123,49 @@ pub fn list_for_user(
         .order(sessions::last_seen_at.desc())
         .select(SessionRow::as_select())
         .load(conn)
+}
+
+/// Revokes one of a user's sessions by its public id; 0 when there is no such session.
+pub fn delete_by_public_id(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    public_id: &str,
+) -> QueryResult<usize> {
+    diesel::delete(
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::public_id.eq(public_id)),
+    )
+    .execute(conn)
+}
+
+/// Ends every session of a user but one (after a password change).
+pub fn delete_others_for_user(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    keep_public_id: &str,
+) -> QueryResult<usize> {
+    diesel::delete(
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::public_id.ne(keep_public_id)),
+    )
+    .execute(conn)
+}
+
+/// Deletes up to `batch` expired sessions; returns how many went.
+pub fn sweep_expired(
+    conn: &mut AnyConnection,
+    now: NaiveDateTime,
+    batch: i64,
+) -> QueryResult<usize> {
+    let expired: Vec<String> = sessions::table
+        .select(sessions::key_hash)
+        .filter(sessions::expires_at.le(now))
+        .limit(batch)
+        .load(conn)?;
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(sessions::table.filter(sessions::key_hash.eq_any(&expired))).execute(conn)
 }

@@ -5,10 +5,16 @@
 //! (logout, revocation) makes every copy of the cookie worthless, on every
 //! instance, because every request loads its session from the database.
 //!
-//! Sliding expiry without a write per request: `load` pushes a live session's
-//! expiry to `now + ttl` only when the last push is older than a tenth of the
-//! ttl (at most 5 minutes). A session therefore ends between `ttl - ttl/10` and
-//! `ttl` after its last use.
+//! Two limits, both kept in the row and enforced by every query:
+//! - idle: the expiry slides to `now + idle timeout` as the session is used;
+//! - absolute: it never slides past `absolute_expires_at`, set at creation to
+//!   `now + max lifetime` (or `now + remember-me lifetime` for a remembered session,
+//!   whose idle window is that whole lifetime).
+//!
+//! Sliding without a write per request: `load` pushes a live session's expiry
+//! only when the last push is older than a tenth of its idle window (and at
+//! least every 5 minutes). A session therefore ends between `ttl - ttl/10` and
+//! `ttl` after its last use, and at its absolute limit regardless.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -30,18 +36,43 @@ use crate::users::UserId;
 pub const USER_ID_KEY: &str = "actix_identity.user_id";
 pub const CLIENT_IP_KEY: &str = "latchkey.client_ip";
 pub const USER_AGENT_KEY: &str = "latchkey.user_agent";
+/// `true` when the user asked to be remembered.
+pub const REMEMBER_KEY: &str = "latchkey.remember";
+/// Written by the store: the session's public id, so a handler knows which row is its own.
+pub const PUBLIC_ID_KEY: &str = "latchkey.sid";
 
 /// Longest pause between two extensions of a session's expiry.
 const MAX_EXTENSION_INTERVAL: Duration = Duration::from_secs(300);
 
+/// How long sessions live.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+    pub remember_lifetime: Duration,
+}
+
+impl SessionPolicy {
+    /// The idle window and the absolute limit of a new session, in seconds.
+    fn limits(&self, remembered: bool) -> (i64, i64) {
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1);
+        if remembered {
+            (secs(self.remember_lifetime), secs(self.remember_lifetime))
+        } else {
+            (secs(self.idle_timeout), secs(self.max_lifetime))
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct DbSessionStore {
     pool: Pool,
+    policy: SessionPolicy,
 }
 
 impl DbSessionStore {
-    pub fn new(pool: Pool) -> Self {
-        Self { pool }
+    pub fn new(pool: Pool, policy: SessionPolicy) -> Self {
+        Self { pool, policy }
     }
 
     async fn with_conn<T: Send + 'static>(
@@ -65,12 +96,13 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-fn ttl_seconds(ttl: &CookieDuration) -> i64 {
-    ttl.whole_seconds().max(1)
-}
-
 fn expiry(now: NaiveDateTime, ttl_seconds: i64) -> NaiveDateTime {
     now + chrono::Duration::seconds(ttl_seconds)
+}
+
+/// The expiry a use at `now` gives: one idle window on, never past the absolute limit.
+fn slid_expiry(now: NaiveDateTime, row: &queries::SessionRow) -> NaiveDateTime {
+    expiry(now, row.ttl_seconds).min(row.absolute_expires_at)
 }
 
 /// Whether a session last extended to `expires_at` is due for another extension.
@@ -90,6 +122,35 @@ fn state_user_id(state: &HashMap<String, String>) -> Option<UserId> {
     state_str(state, USER_ID_KEY).and_then(|id| id.parse().ok())
 }
 
+fn state_remembered(state: &HashMap<String, String>) -> bool {
+    state
+        .get(REMEMBER_KEY)
+        .and_then(|v| serde_json::from_str::<bool>(v).ok())
+        .unwrap_or(false)
+}
+
+/// Whether a stored session was started with "remember me".
+pub fn is_remembered(row: &queries::SessionRow) -> bool {
+    serde_json::from_str::<HashMap<String, String>>(&row.state)
+        .is_ok_and(|state| state_remembered(&state))
+}
+
+/// Loads a live session and slides its expiry when due (see the module docs).
+fn load_and_slide(
+    conn: &mut db::AnyConnection,
+    key_hash: &str,
+) -> anyhow::Result<Option<queries::SessionRow>> {
+    let now = db::now();
+    let Some(row) = queries::find_live(conn, key_hash, now)? else {
+        return Ok(None);
+    };
+    let slid = slid_expiry(now, &row);
+    if slid > row.expires_at && due_for_extension(now, row.expires_at, row.ttl_seconds) {
+        queries::extend(conn, key_hash, now, slid)?;
+    }
+    Ok(Some(row))
+}
+
 impl SessionStore for DbSessionStore {
     async fn load(
         &self,
@@ -97,16 +158,7 @@ impl SessionStore for DbSessionStore {
     ) -> Result<Option<HashMap<String, String>>, LoadError> {
         let key_hash = hash_key(session_key.as_ref());
         let row = self
-            .with_conn(move |conn| {
-                let now = db::now();
-                let Some(row) = queries::find_live(conn, &key_hash, now)? else {
-                    return Ok(None);
-                };
-                if due_for_extension(now, row.expires_at, row.ttl_seconds) {
-                    queries::extend(conn, &key_hash, now, expiry(now, row.ttl_seconds))?;
-                }
-                Ok(Some(row))
-            })
+            .with_conn(move |conn| load_and_slide(conn, &key_hash))
             .await
             .map_err(LoadError::Other)?;
         row.map(|row| {
@@ -116,29 +168,37 @@ impl SessionStore for DbSessionStore {
         .transpose()
     }
 
+    /// A new session (the middleware's `ttl` is ignored: the policy decides).
     async fn save(
         &self,
-        session_state: HashMap<String, String>,
-        ttl: &CookieDuration,
+        mut session_state: HashMap<String, String>,
+        _ttl: &CookieDuration,
     ) -> Result<SessionKey, SaveError> {
+        let public_id = hex::encode(rand::random::<[u8; 16]>());
+        let encoded_id =
+            serde_json::to_string(&public_id).map_err(|e| SaveError::Serialization(e.into()))?;
+        session_state.insert(PUBLIC_ID_KEY.to_owned(), encoded_id);
         let state = serde_json::to_string(&session_state)
             .map_err(|e| SaveError::Serialization(e.into()))?;
-        let ttl_seconds = ttl_seconds(ttl);
+        let (ttl_seconds, lifetime_seconds) = self.policy.limits(state_remembered(&session_state));
         let key = generate_session_key();
         let key_hash = hash_key(key.as_ref());
         self.with_conn(move |conn| {
             let now = db::now();
+            let absolute_expires_at = expiry(now, lifetime_seconds);
             let ip = state_str(&session_state, CLIENT_IP_KEY);
             let agent = state_str(&session_state, USER_AGENT_KEY);
             queries::insert(
                 conn,
                 &NewSession {
                     key_hash: &key_hash,
+                    public_id: &public_id,
                     user_id: state_user_id(&session_state),
                     state: &state,
                     created_at: now,
                     last_seen_at: now,
-                    expires_at: expiry(now, ttl_seconds),
+                    expires_at: expiry(now, ttl_seconds).min(absolute_expires_at),
+                    absolute_expires_at,
                     ttl_seconds,
                     client_ip: ip.as_deref(),
                     user_agent: agent.as_deref(),
@@ -155,19 +215,20 @@ impl SessionStore for DbSessionStore {
         &self,
         session_key: SessionKey,
         session_state: HashMap<String, String>,
-        ttl: &CookieDuration,
+        _ttl: &CookieDuration,
     ) -> Result<SessionKey, UpdateError> {
         let state = serde_json::to_string(&session_state)
             .map_err(|e| UpdateError::Serialization(e.into()))?;
-        let ttl_seconds = ttl_seconds(ttl);
         let key_hash = hash_key(session_key.as_ref());
         let updated = self
             .with_conn(move |conn| {
-                let now = db::now();
                 let user_id = state_user_id(&session_state);
-                let expires_at = expiry(now, ttl_seconds);
                 Ok(queries::update_state(
-                    conn, &key_hash, &state, user_id, now, expires_at,
+                    conn,
+                    &key_hash,
+                    &state,
+                    user_id,
+                    db::now(),
                 )?)
             })
             .await
@@ -183,16 +244,11 @@ impl SessionStore for DbSessionStore {
     async fn update_ttl(
         &self,
         session_key: &SessionKey,
-        ttl: &CookieDuration,
+        _ttl: &CookieDuration,
     ) -> Result<(), anyhow::Error> {
-        let ttl_seconds = ttl_seconds(ttl);
         let key_hash = hash_key(session_key.as_ref());
-        self.with_conn(move |conn| {
-            let now = db::now();
-            queries::extend(conn, &key_hash, now, expiry(now, ttl_seconds))?;
-            Ok(())
-        })
-        .await
+        self.with_conn(move |conn| load_and_slide(conn, &key_hash).map(drop))
+            .await
     }
 
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
@@ -202,6 +258,39 @@ impl SessionStore for DbSessionStore {
             Ok(())
         })
         .await
+    }
+}
+
+/// Deletes expired sessions in batches of `batch`, until none is left.
+pub fn sweep(conn: &mut db::AnyConnection, batch: i64) -> diesel::QueryResult<usize> {
+    let now = db::now();
+    let mut total = 0;
+    loop {
+        let removed = queries::sweep_expired(conn, now, batch)?;
+        total += removed;
+        if removed < usize::try_from(batch).unwrap_or(usize::MAX) {
+            return Ok(total);
+        }
+    }
+}
+
+/// Sweeps at start and then every `every`, on a thread of its own, for the process's life.
+pub fn spawn_sweeper(pool: Pool, every: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("session-sweeper".to_owned())
+        .spawn(move || loop {
+            match pool.get() {
+                Ok(mut conn) => match sweep(&mut conn, 1000) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "swept expired sessions"),
+                    Err(error) => tracing::warn!(%error, "session sweep failed"),
+                },
+                Err(error) => tracing::warn!(%error, "session sweep: no database connection"),
+            }
+            std::thread::sleep(every);
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the session sweeper");
     }
 }
 

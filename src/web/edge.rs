@@ -10,6 +10,7 @@
 //!   handler did not choose a cache policy itself.
 
 use actix_web::body::{BoxBody, MessageBody};
+use actix_web::cookie::{time::Duration, Cookie};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -21,6 +22,8 @@ use super::body::{BodyKind, MAX_BODY_BYTES};
 use super::pages::{self, ErrorPage, STYLE_HREF};
 use super::{AppState, Wants};
 use crate::error::{AppError, ErrorInfo};
+use crate::sessions::Remembered;
+use crate::startup::cookie_name;
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                    base-uri 'none'; frame-ancestors 'none'";
@@ -31,9 +34,10 @@ pub async fn edge(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let wants = Wants::of(req.headers());
     req.extensions_mut().insert(wants);
-    let secure = req
+    let settings = req
         .app_data::<web::Data<AppState>>()
-        .is_some_and(|state| state.settings.cookie_secure);
+        .map(|state| state.settings.clone());
+    let secure = settings.as_ref().is_some_and(|s| s.cookie_secure);
     let is_get = req.method() == Method::GET;
     let here = req
         .uri()
@@ -48,6 +52,14 @@ pub async fn edge(
             } else {
                 response
             };
+        let remembered = response.extensions().get::<Remembered>().is_some();
+        if let (Some(settings), true) = (&settings, remembered) {
+            persist_session_cookie(
+                response.headers_mut(),
+                cookie_name(settings.cookie_secure),
+                settings.remember_me_lifetime,
+            );
+        }
         add_headers(response.headers_mut(), secure);
         response
     };
@@ -191,6 +203,25 @@ fn replace_body(
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.remove(header::CONTENT_LENGTH);
     response
+}
+
+/// Gives the session cookie set by this response a `Max-Age` (remember me).
+fn persist_session_cookie(headers: &mut HeaderMap, name: &str, lifetime: std::time::Duration) {
+    let max_age = Duration::seconds(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX));
+    let cookies: Vec<HeaderValue> = headers.get_all(header::SET_COOKIE).cloned().collect();
+    headers.remove(header::SET_COOKIE);
+    for value in cookies {
+        let persisted = value
+            .to_str()
+            .ok()
+            .and_then(|text| Cookie::parse(text.to_owned()).ok())
+            .filter(|cookie| cookie.name() == name && !cookie.value().is_empty())
+            .and_then(|mut cookie| {
+                cookie.set_max_age(max_age);
+                HeaderValue::from_str(&cookie.to_string()).ok()
+            });
+        headers.append(header::SET_COOKIE, persisted.unwrap_or(value));
+    }
 }
 
 fn add_headers(headers: &mut HeaderMap, secure: bool) {

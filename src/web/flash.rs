@@ -9,20 +9,36 @@ use actix_web::HttpRequest;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flash {
     LoggedOut,
+    SignedOutEverywhere,
+    SessionRevoked,
+    PasswordChanged,
 }
 
 impl Flash {
-    const ALL: [Self; 1] = [Self::LoggedOut];
+    const ALL: [Self; 4] = [
+        Self::LoggedOut,
+        Self::SignedOutEverywhere,
+        Self::SessionRevoked,
+        Self::PasswordChanged,
+    ];
 
     fn code(self) -> &'static str {
         match self {
             Self::LoggedOut => "logged_out",
+            Self::SignedOutEverywhere => "signed_out_everywhere",
+            Self::SessionRevoked => "session_revoked",
+            Self::PasswordChanged => "password_changed",
         }
     }
 
     pub fn message(self) -> &'static str {
         match self {
             Self::LoggedOut => "You have been logged out.",
+            Self::SignedOutEverywhere => "You have been signed out everywhere.",
+            Self::SessionRevoked => "That session has been signed out.",
+            Self::PasswordChanged => {
+                "Your password has been changed. Your other sessions were signed out."
+            }
         }
     }
 }

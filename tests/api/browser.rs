@@ -198,6 +198,12 @@ both_backends! {
         assert_eq!(heading, "Hello, test_user!");
         assert_accessible(&c, "protected page").await;
         screenshot(&c, &format!("protected-{}", label(backend))).await;
+
+        c.find(Locator::LinkText("Your account and sessions")).await.unwrap().click().await.unwrap();
+        wait_for_path(&c, "/account").await;
+        assert!(page_text(&c).await.contains("This session"));
+        assert_accessible(&c, "account page").await;
+        screenshot(&c, &format!("account-{}", label(backend))).await;
         c.close().await.unwrap();
     }
 

@@ -3,6 +3,7 @@
 
 use std::process::{Command, Output, Stdio};
 
+use actix_web::dev::ServerHandle;
 use diesel::connection::SimpleConnection as _;
 use diesel::{Connection as _, PgConnection};
 use latchkey::config::{DatabaseUrl, SecretKey, Settings};
@@ -132,6 +133,8 @@ pub fn test_settings(url: &DatabaseUrl) -> Settings {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
+    pub settings: Settings,
+    pub server: ServerHandle,
     pub test_user_id: UserId,
     pub db: TestDb,
 }
@@ -145,22 +148,25 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     let db = TestDb::new(backend);
     let mut settings = test_settings(&db.url);
     adjust(&mut settings);
-    let address = start_server(settings).await;
+    let (address, server) = start_server(settings.clone()).await;
     let test_user_id = add_user(&db, TEST_USER, TEST_PASSWORD, TEST_BCRYPT_COST);
     TestApp {
         address,
         client: new_client(),
+        settings,
+        server,
         test_user_id,
         db,
     }
 }
 
-/// Builds and starts a server; returns its base URL.
-pub async fn start_server(settings: Settings) -> String {
+/// Builds and starts a server; returns its base URL and a handle to stop it.
+pub async fn start_server(settings: Settings) -> (String, ServerHandle) {
     let app = Application::build(settings).await.expect("build the app");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
-    address
+    (address, handle)
 }
 
 pub fn new_client() -> reqwest::Client {
@@ -186,6 +192,11 @@ pub fn add_user(db: &TestDb, username: &str, password: &str, cost: u32) -> UserI
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// Another instance of the server over the same database, with the same key.
+    pub async fn start_peer(&self) -> String {
+        start_server(self.settings.clone()).await.0
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {

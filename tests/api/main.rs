@@ -25,6 +25,7 @@ macro_rules! both_backends {
     };
 }
 
+mod account;
 mod browser;
 mod cli;
 mod helpers;
@@ -32,3 +33,4 @@ mod migrations;
 mod pages;
 mod pg;
 mod seed;
+mod sessions;

@@ -12,14 +12,30 @@ CREATE TABLE users (
 -- Server-side sessions. The cookie holds a random key; only its SHA-256 is stored.
 CREATE TABLE sessions (
     key_hash VARCHAR(64) PRIMARY KEY,
+    public_id VARCHAR(32) NOT NULL UNIQUE,
     user_id INTEGER REFERENCES users (id) ON DELETE CASCADE,
     state TEXT NOT NULL,
     created_at TIMESTAMP NOT NULL,
     last_seen_at TIMESTAMP NOT NULL,
     expires_at TIMESTAMP NOT NULL,
+    absolute_expires_at TIMESTAMP NOT NULL,
     ttl_seconds BIGINT NOT NULL,
     client_ip TEXT,
     user_agent TEXT
 );
 CREATE INDEX sessions_user_id_idx ON sessions (user_id);
 CREATE INDEX sessions_expires_at_idx ON sessions (expires_at);
+
+-- Authentication events. Nothing secret: no password, hash, cookie or key.
+CREATE TABLE audit_events (
+    id BIGSERIAL PRIMARY KEY,
+    at TIMESTAMP NOT NULL,
+    event VARCHAR(32) NOT NULL,
+    user_id INTEGER REFERENCES users (id) ON DELETE SET NULL,
+    username VARCHAR(50),
+    client_ip TEXT,
+    user_agent TEXT,
+    detail TEXT
+);
+CREATE INDEX audit_events_at_idx ON audit_events (at);
+CREATE INDEX audit_events_username_idx ON audit_events (username);
