@@ -160,7 +160,11 @@ pub struct Settings {
     pub session_max_lifetime: Duration,
     pub remember_me_lifetime: Duration,
     pub login_max_failures: u32,
+    /// Failures from one client across all usernames before it is throttled.
+    pub login_max_failures_per_client: u32,
     pub login_window: Duration,
+    /// Peers whose `X-Forwarded-For` is believed (addresses or CIDR ranges).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Concurrent bcrypt computations (default: the number of cores).
     pub hash_workers: usize,
     /// Hash requests allowed to wait for a worker before new ones are shed with 503.
@@ -211,7 +215,16 @@ impl Settings {
             session_max_lifetime: parse_duration(&get, "LATCHKEY_SESSION_MAX_LIFETIME", "12h")?,
             remember_me_lifetime: parse_duration(&get, "LATCHKEY_REMEMBER_ME_LIFETIME", "30d")?,
             login_max_failures: parse_num(&get, "LATCHKEY_LOGIN_MAX_FAILURES", 5, 1..=1_000_000)?,
+            login_max_failures_per_client: parse_num(
+                &get,
+                "LATCHKEY_LOGIN_MAX_FAILURES_PER_CLIENT",
+                100,
+                1..=1_000_000,
+            )?,
             login_window: parse_duration(&get, "LATCHKEY_LOGIN_WINDOW", "15m")?,
+            trusted_proxies: parse_proxies(
+                get("LATCHKEY_TRUSTED_PROXIES").as_deref().unwrap_or(""),
+            )?,
             hash_workers: parse_num(&get, "LATCHKEY_HASH_WORKERS", cores, 1..=1024)?,
             hash_queue: parse_num(&get, "LATCHKEY_HASH_QUEUE", 64, 0..=1_000_000)?,
             http_workers: get("LATCHKEY_HTTP_WORKERS")
@@ -263,6 +276,24 @@ fn parse_addr(text: &str) -> Result<SocketAddr, ConfigError> {
         .ok()
         .and_then(|mut addrs| addrs.next())
         .ok_or_else(|| ConfigError::new(var, format!("{text:?} is not a host:port address")))
+}
+
+/// A comma-separated list of addresses or CIDR ranges.
+fn parse_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::new(
+                        "LATCHKEY_TRUSTED_PROXIES",
+                        format!("{item:?} is not an IP address or CIDR range"),
+                    )
+                })
+        })
+        .collect()
 }
 
 fn parse_bool(var: &'static str, text: &str) -> Result<bool, ConfigError> {
@@ -385,12 +416,22 @@ mod tests {
             ("LATCHKEY_SESSION_IDLE_TIMEOUT", "0"),
             ("LATCHKEY_SESSION_IDLE_TIMEOUT", "soon"),
             ("LATCHKEY_SESSION_MAX_LIFETIME", "-5"),
+            ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.1, nginx"),
+            ("LATCHKEY_LOGIN_MAX_FAILURES", "0"),
         ];
         for (var, value) in cases {
             let err = settings(&[(var, value)]).expect_err(value);
             assert_eq!(err.var, var, "{value}");
             assert!(err.to_string().starts_with(&format!("{var}: ")));
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges() {
+        let s = settings(&[("LATCHKEY_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,::1")]).unwrap();
+        assert_eq!(s.trusted_proxies.len(), 3);
+        assert!(s.trusted_proxies[1].contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap()));
+        assert!(settings(&[]).unwrap().trusted_proxies.is_empty());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
+use crate::auth::throttle;
 use crate::config::Settings;
 use crate::sessions::store::{self, SessionPolicy};
 use crate::sessions::DbSessionStore;
@@ -21,8 +22,34 @@ use crate::web::edge::edge;
 use crate::web::AppState;
 use crate::{account, auth, db};
 
-/// How often expired sessions are swept (also once at start).
+/// How often expired sessions and old login failures are swept (also once at start).
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Sweeps at start and then every [`SWEEP_EVERY`], on a thread of its own.
+/// Several instances may sweep at once: deleting what is gone is harmless.
+fn spawn_sweeper(pool: db::Pool, limits: throttle::Limits) {
+    let sweep = move || -> anyhow::Result<(usize, usize)> {
+        let mut conn = pool.get()?;
+        let sessions = store::sweep(&mut conn, 1000)?;
+        let failures = throttle::sweep(&mut conn, &limits, db::now())?;
+        Ok((sessions, failures))
+    };
+    let spawned = std::thread::Builder::new()
+        .name("sweeper".to_owned())
+        .spawn(move || loop {
+            match sweep() {
+                Ok((0, 0)) => {}
+                Ok((sessions, failures)) => {
+                    tracing::info!(sessions, failures, "swept expired rows");
+                }
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "sweep failed"),
+            }
+            std::thread::sleep(SWEEP_EVERY);
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the sweeper");
+    }
+}
 
 /// The session cookie's name: with `Secure`, the `__Host-` prefix pins it to this
 /// host, `Path=/` and HTTPS.
@@ -87,7 +114,7 @@ impl Application {
                 remember_lifetime: settings.remember_me_lifetime,
             },
         );
-        store::spawn_sweeper(pool, SWEEP_EVERY);
+        spawn_sweeper(pool, throttle::Limits::from_settings(&settings));
         let http_workers = settings.http_workers;
 
         let mut server = HttpServer::new(move || {

@@ -3,5 +3,6 @@
 pub mod current_user;
 pub mod routes;
 pub mod service;
+pub mod throttle;
 
 pub use current_user::CurrentUser;

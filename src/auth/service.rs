@@ -1,59 +1,92 @@
 //! Checking credentials: the work behind the login route.
 
+use super::throttle::{self, Limits};
 use crate::audit::{self, Client, Event};
+use crate::db;
 use crate::error::AppError;
 use crate::users::{queries, User, Username};
 use crate::web::AppState;
 
 /// The user these credentials belong to, or `None`.
 ///
-/// Unknown users, disabled users and wrong passwords are indistinguishable: one bcrypt
-/// verify each (against a dummy hash when there is no user) and the same `None`.
-/// A hash of another cost than the configured one is replaced on success.
-/// The outcome goes to the audit trail either way.
+/// - Throttled first (see [`throttle`]): a refused try costs no password check and
+///   answers `429` with `Retry-After`.
+/// - Unknown users, disabled users and wrong passwords are indistinguishable: one
+///   bcrypt verify each (against a dummy hash when there is no user) and `None`.
+/// - A hash of another cost than the configured one is replaced on success.
+/// - The outcome goes to the audit trail either way.
 pub async fn authenticate(
     state: &AppState,
     username: &Username,
     password: String,
     client: Client,
 ) -> Result<Option<User>, AppError> {
+    let limits = Limits::from_settings(&state.settings);
     let name = username.as_str().to_owned();
-    let user = state
-        .db(move |conn| Ok(queries::find_by_username(conn, &name)?))
+    let ip = client.ip.clone().unwrap_or_else(|| "unknown".to_owned());
+    let (audit_client, check_ip) = (client.clone(), ip.clone());
+    let found = state
+        .db(move |conn| {
+            if let Some(wait) = throttle::check(conn, &limits, &name, &check_ip, db::now())? {
+                let detail = format!("retry after {wait}s");
+                audit::record(
+                    conn,
+                    Event::LoginThrottled,
+                    None,
+                    Some(&name),
+                    &audit_client,
+                    Some(&detail),
+                )?;
+                return Err(AppError::TooManyRequests {
+                    retry_after_secs: wait,
+                });
+            }
+            Ok(queries::find_by_username(conn, &name)?)
+        })
         .await?;
-    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+    let stored_hash = found.as_ref().map(|u| u.password_hash.clone());
     let matched = state.hasher.verify(password.clone(), stored_hash).await?;
 
-    let failure = match &user {
+    let failure = match &found {
         None => Some("unknown_user"),
         Some(_) if !matched => Some("bad_password"),
         Some(u) if !u.is_active => Some("disabled"),
         Some(_) => None,
     };
-    let rehash = match (&user, failure) {
+    let rehash = match (&found, failure) {
         (Some(u), None) if state.hasher.needs_rehash(&u.password_hash) => {
             Some(state.hasher.hash(password).await?)
         }
         _ => None,
     };
     let name = username.as_str().to_owned();
-    let id = user.as_ref().map(|u| u.id);
+    let id = found.as_ref().map(|u| u.id);
     state
         .db(move |conn| {
-            if let (Some(id), None) = (id, failure) {
-                if let Some(hash) = &rehash {
-                    queries::set_password_hash(conn, id, hash)?;
+            let now = db::now();
+            match (id, failure) {
+                (Some(id), None) => {
+                    if let Some(hash) = &rehash {
+                        queries::set_password_hash(conn, id, hash)?;
+                    }
+                    queries::record_login(conn, id)?;
+                    throttle::clear(conn, &name, &ip)?;
+                    audit::record(
+                        conn,
+                        Event::LoginSuccess,
+                        Some(id),
+                        Some(&name),
+                        &client,
+                        None,
+                    )?;
                 }
-                queries::record_login(conn, id)?;
+                _ => {
+                    throttle::record_failure(conn, &name, &ip, now)?;
+                    audit::record(conn, Event::LoginFailure, id, Some(&name), &client, failure)?;
+                }
             }
-            let event = if failure.is_some() {
-                Event::LoginFailure
-            } else {
-                Event::LoginSuccess
-            };
-            audit::record(conn, event, id, Some(&name), &client, failure)?;
             Ok(())
         })
         .await?;
-    Ok(user.filter(|_| failure.is_none()))
+    Ok(found.filter(|_| failure.is_none()))
 }

@@ -31,16 +31,27 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqli
 #[derive(Debug)]
 pub struct ConnectionManager {
     url: DatabaseUrl,
+    busy_timeout: Duration,
 }
 
 impl ConnectionManager {
-    pub fn new(url: DatabaseUrl) -> Self {
-        Self { url }
+    pub fn new(url: DatabaseUrl, busy_timeout: Duration) -> Self {
+        Self { url, busy_timeout }
     }
 }
 
-/// Opens one connection, configured (SQLite: WAL, busy timeout, foreign keys).
+/// How long a SQLite statement waits for a lock held by another connection.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens one connection (SQLite: WAL, foreign keys, and `busy_timeout`).
 pub fn connect(url: &DatabaseUrl) -> Result<AnyConnection, ConnectionError> {
+    connect_with(url, DEFAULT_BUSY_TIMEOUT)
+}
+
+fn connect_with(
+    url: &DatabaseUrl,
+    busy_timeout: Duration,
+) -> Result<AnyConnection, ConnectionError> {
     match url {
         DatabaseUrl::Postgres(url) => {
             let mut conn = PgConnection::establish(url)?;
@@ -52,10 +63,11 @@ pub fn connect(url: &DatabaseUrl) -> Result<AnyConnection, ConnectionError> {
         DatabaseUrl::Sqlite(path) => {
             let mut conn = SqliteConnection::establish(path)?;
             // busy_timeout first: switching to WAL itself may meet a lock.
-            conn.batch_execute(
-                "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+            conn.batch_execute(&format!(
+                "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
                  PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-            )
+                busy_timeout.as_millis()
+            ))
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
             Ok(AnyConnection::Sqlite(conn))
         }
@@ -67,7 +79,7 @@ impl r2d2::ManageConnection for ConnectionManager {
     type Error = ConnectionError;
 
     fn connect(&self) -> Result<AnyConnection, ConnectionError> {
-        connect(&self.url)
+        connect_with(&self.url, self.busy_timeout)
     }
 
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectionError> {
@@ -80,7 +92,8 @@ impl r2d2::ManageConnection for ConnectionManager {
     }
 }
 
-/// A pool whose checkout waits at most `timeout`, so an outage answers fast.
+/// A pool whose checkout waits at most `timeout`, so an outage answers fast; a
+/// locked SQLite file makes a statement wait no longer either.
 ///
 /// Built without connecting: the server starts serving (and `/readyz` reports)
 /// even if the database is briefly away, and recovers by itself when it returns.
@@ -90,7 +103,7 @@ pub fn build_pool(url: &DatabaseUrl, size: u32, timeout: Duration) -> Pool {
         .min_idle(Some(size.min(2)))
         .connection_timeout(timeout)
         .error_handler(Box::new(LogErrors))
-        .build_unchecked(ConnectionManager::new(url.clone()))
+        .build_unchecked(ConnectionManager::new(url.clone(), timeout))
 }
 
 /// r2d2 logs through `log` by default; route connection errors to `tracing`.

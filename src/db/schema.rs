@@ -16,6 +16,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    login_failures (id) {
+        id -> Int8,
+        at -> Timestamp,
+        #[max_length = 50]
+        username -> Varchar,
+        client_ip -> Text,
+    }
+}
+
+diesel::table! {
     sessions (key_hash) {
         #[max_length = 64]
         key_hash -> Varchar,
@@ -48,4 +58,4 @@ diesel::table! {
 diesel::joinable!(audit_events -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(audit_events, sessions, users,);
+diesel::allow_tables_to_appear_in_same_query!(audit_events, login_failures, sessions, users,);

@@ -274,26 +274,6 @@ pub fn sweep(conn: &mut db::AnyConnection, batch: i64) -> diesel::QueryResult<us
     }
 }
 
-/// Sweeps at start and then every `every`, on a thread of its own, for the process's life.
-pub fn spawn_sweeper(pool: Pool, every: Duration) {
-    let spawned = std::thread::Builder::new()
-        .name("session-sweeper".to_owned())
-        .spawn(move || loop {
-            match pool.get() {
-                Ok(mut conn) => match sweep(&mut conn, 1000) {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(removed = n, "swept expired sessions"),
-                    Err(error) => tracing::warn!(%error, "session sweep failed"),
-                },
-                Err(error) => tracing::warn!(%error, "session sweep: no database connection"),
-            }
-            std::thread::sleep(every);
-        });
-    if let Err(error) = spawned {
-        tracing::error!(%error, "cannot start the session sweeper");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,3 +1,4 @@
+DROP TABLE login_failures;
 DROP TABLE audit_events;
 DROP TABLE sessions;
 DROP TABLE users;

@@ -39,3 +39,15 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_events_at_idx ON audit_events (at);
 CREATE INDEX audit_events_username_idx ON audit_events (username);
+
+-- Failed logins, for throttling shared by every instance. One row per failure:
+-- inserts never lose a count when instances race. Old rows are swept.
+CREATE TABLE login_failures (
+    id BIGSERIAL PRIMARY KEY,
+    at TIMESTAMP NOT NULL,
+    username VARCHAR(50) NOT NULL,
+    client_ip TEXT NOT NULL
+);
+CREATE INDEX login_failures_user_client_idx ON login_failures (username, client_ip, at);
+CREATE INDEX login_failures_client_idx ON login_failures (client_ip, at);
+CREATE INDEX login_failures_at_idx ON login_failures (at);
