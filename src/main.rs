@@ -2,14 +2,41 @@
 
 use tracing_subscriber::EnvFilter;
 
-fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,actix_session=warn")),
-        )
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); as JSON lines when
+/// `LATCHKEY_LOG_FORMAT=json`.
+fn init_logging() -> Result<(), String> {
+    let _ = dotenvy::dotenv(); // errors in .env are reported with the settings
+    let json = match std::env::var("LATCHKEY_LOG_FORMAT")
+        .unwrap_or_default()
+        .as_str()
+    {
+        "" | "text" => false,
+        "json" => true,
+        other => {
+            return Err(format!(
+                "LATCHKEY_LOG_FORMAT: {other:?} is not text or json"
+            ))
+        }
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,actix_session=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    if let Err(message) = init_logging() {
+        eprintln!("latchkey: error: {message}");
+        return std::process::ExitCode::FAILURE;
+    }
     match latchkey::cli::run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

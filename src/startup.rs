@@ -135,13 +135,17 @@ impl Application {
             let identity = IdentityMiddleware::default();
             App::new()
                 .app_data(state.clone())
+                // Health and assets never touch a session (nor the database, for /healthz).
                 .configure(crate::web::routes)
-                .configure(auth::routes::routes)
-                .configure(account::routes)
-                .default_service(web::to(crate::web::not_found))
-                // The last wrap runs first: sessions must be loaded before identity.
-                .wrap(identity)
-                .wrap(sessions)
+                .service(
+                    web::scope("")
+                        .configure(auth::routes::routes)
+                        .configure(account::routes)
+                        .default_service(web::to(crate::web::not_found))
+                        // The last wrap runs first: sessions must be loaded before identity.
+                        .wrap(identity)
+                        .wrap(sessions),
+                )
                 .wrap(from_fn(edge))
         })
         .listen(listener)?

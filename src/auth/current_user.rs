@@ -2,7 +2,7 @@
 
 use actix_identity::IdentityExt as _;
 use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage as _, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
 use crate::error::AppError;
@@ -35,7 +35,11 @@ impl FromRequest for CurrentUser {
                 .db(move |conn| Ok(queries::find_by_id(conn, id)?))
                 .await?
             {
-                Some(user) if user.is_active => Ok(Self { user }),
+                Some(user) if user.is_active => {
+                    // For the request log line.
+                    req.extensions_mut().insert(user.id);
+                    Ok(Self { user })
+                }
                 _ => {
                     identity.logout();
                     Err(AppError::LoginRequired)

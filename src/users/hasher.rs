@@ -4,7 +4,7 @@
 //! `queue` more wait for a turn. Past that, new requests are shed at once with
 //! `503` + `Retry-After`, so a login flood never stalls the rest of the server.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -24,6 +24,19 @@ struct Inner {
     max_waiting: usize,
     /// Verified against when the user does not exist, so that costs the same.
     dummy_hash: String,
+    computed: AtomicU64,
+    shed: AtomicU64,
+}
+
+/// What the hasher has done since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HasherStats {
+    /// bcrypt computations run (hashes and verifications).
+    pub computed: u64,
+    /// Requests refused because the queue was full.
+    pub shed: u64,
+    /// Requests waiting for a slot now.
+    pub waiting: usize,
 }
 
 impl PasswordHasher {
@@ -37,12 +50,22 @@ impl PasswordHasher {
                 waiting: AtomicUsize::new(0),
                 max_waiting: queue,
                 dummy_hash,
+                computed: AtomicU64::new(0),
+                shed: AtomicU64::new(0),
             }),
         })
     }
 
     pub fn cost(&self) -> u32 {
         self.inner.cost
+    }
+
+    pub fn stats(&self) -> HasherStats {
+        HasherStats {
+            computed: self.inner.computed.load(Ordering::Relaxed),
+            shed: self.inner.shed.load(Ordering::Relaxed),
+            waiting: self.inner.waiting.load(Ordering::Relaxed),
+        }
     }
 
     /// Hashes a password that already passed the rules for new passwords.
@@ -85,6 +108,7 @@ impl PasswordHasher {
             Err(_) => {
                 let waiting = Waiting::enter(&inner.waiting);
                 if waiting.ahead >= inner.max_waiting {
+                    inner.shed.fetch_add(1, Ordering::Relaxed);
                     return Err(AppError::Unavailable {
                         retry_after_secs: 1,
                         cause: None,
@@ -95,6 +119,7 @@ impl PasswordHasher {
                 permit
             }
         };
+        inner.computed.fetch_add(1, Ordering::Relaxed);
         let result = actix_web::web::block(job).await?;
         drop(permit);
         result
@@ -126,5 +151,56 @@ impl std::fmt::Debug for PasswordHasher {
         f.debug_struct("PasswordHasher")
             .field("cost", &self.inner.cost)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn unknown_users_and_wrong_passwords_cost_one_verify_at_the_configured_cost() {
+        let hasher = PasswordHasher::new(5, 1, 4).unwrap();
+        let stored = bcrypt::hash("right password", 5).unwrap();
+        assert!(hasher.inner.dummy_hash.starts_with("$2b$05$"));
+
+        let unknown = hasher.verify("guess".into(), None).await.unwrap();
+        let after_unknown = hasher.stats().computed;
+        let wrong = hasher
+            .verify("guess".into(), Some(stored.clone()))
+            .await
+            .unwrap();
+        let after_wrong = hasher.stats().computed;
+        let right = hasher
+            .verify("right password".into(), Some(stored))
+            .await
+            .unwrap();
+
+        assert!(!unknown && !wrong && right);
+        assert_eq!((after_unknown, after_wrong), (1, 2));
+    }
+
+    #[actix_web::test]
+    async fn a_password_beyond_72_bytes_never_matches_even_its_own_prefix() {
+        let hasher = PasswordHasher::new(4, 1, 4).unwrap();
+        let prefix = "k".repeat(72);
+        let stored = bcrypt::hash(&prefix, 4).unwrap();
+
+        assert!(hasher
+            .verify(prefix.clone(), Some(stored.clone()))
+            .await
+            .unwrap());
+        assert!(!hasher
+            .verify(format!("{prefix}!"), Some(stored))
+            .await
+            .unwrap());
+    }
+
+    #[test]
+    fn hashes_of_another_cost_need_a_rehash() {
+        let hasher = PasswordHasher::new(4, 1, 1).unwrap();
+        assert!(!hasher.needs_rehash(&bcrypt::hash("x", 4).unwrap()));
+        assert!(hasher.needs_rehash(&bcrypt::hash("x", 5).unwrap()));
+        assert!(hasher.needs_rehash("not a hash"));
     }
 }

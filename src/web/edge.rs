@@ -7,7 +7,11 @@
 //!   or `{"message": ...}` for programs; a browser that needs to log in is sent
 //!   to `/login?next=...` instead;
 //! - adds the security headers, and `Cache-Control: no-store` wherever a
-//!   handler did not choose a cache policy itself.
+//!   handler did not choose a cache policy itself;
+//! - logs one line per request (method, path without the query, status,
+//!   latency, request id, user id when known) and answers the request id in
+//!   `X-Request-Id`. Nothing else of the request is logged: no query string,
+//!   header, cookie or body.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::cookie::{time::Duration, Cookie};
@@ -24,6 +28,7 @@ use super::{AppState, Wants};
 use crate::error::{AppError, ErrorInfo};
 use crate::sessions::Remembered;
 use crate::startup::cookie_name;
+use crate::users::UserId;
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                    base-uri 'none'; frame-ancestors 'none'";
@@ -32,6 +37,10 @@ pub async fn edge(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let request_id = request_id(req.headers());
+    let method = req.method().clone();
+    let path = req.path().to_owned();
     let wants = Wants::of(req.headers());
     req.extensions_mut().insert(wants);
     let settings = req
@@ -61,17 +70,38 @@ pub async fn edge(
             );
         }
         add_headers(response.headers_mut(), secure);
+        if let Ok(id) = HeaderValue::from_str(&request_id) {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), id);
+        }
         response
+    };
+    let log = |status: StatusCode, user: Option<UserId>| {
+        tracing::info!(
+            target: "latchkey::request",
+            method = %method,
+            path = %path,
+            status = status.as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            request_id = %request_id,
+            user_id = user.map(|id| id.0),
+            "request"
+        );
     };
 
     if let Err(err) = check_unsafe_request(&req) {
         let (req, _) = req.into_parts();
-        return Ok(ServiceResponse::new(req, finish(err.error_response())));
+        let response = finish(err.error_response());
+        log(response.status(), None);
+        return Ok(ServiceResponse::new(req, response));
     }
     match next.call(req).await {
         Ok(response) => {
             let (req, res) = response.map_into_boxed_body().into_parts();
-            Ok(ServiceResponse::new(req, finish(res)))
+            let response = finish(res);
+            log(response.status(), req.extensions().get::<UserId>().copied());
+            Ok(ServiceResponse::new(req, response))
         }
         // Raised by a middleware, not a handler: in practice the session store,
         // which fails when the database cannot be reached.
@@ -87,9 +117,24 @@ pub async fn edge(
                 AppError::Status(status)
             };
             let response = finish(app_error.error_response());
+            log(response.status(), None);
             Err(InternalError::from_response(err, response).into())
         }
     }
+}
+
+/// The client's `X-Request-Id` when it is a sane token (a proxy's), else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            (1..=64).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map_or_else(|| hex::encode(rand::random::<[u8; 8]>()), str::to_owned)
 }
 
 /// Rules for every request that may change something (anything but GET/HEAD/OPTIONS).

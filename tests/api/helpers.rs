@@ -30,7 +30,8 @@ pub enum Backend {
 /// A database of this test's own, dropped (or deleted) when the test ends.
 pub struct TestDb {
     pub url: DatabaseUrl,
-    pg_name: Option<String>,
+    /// The Postgres database's name, and the URL that created it (to drop it).
+    pg: Option<(String, String)>,
     /// Holds the SQLite file, and serves as the working directory of CLI runs.
     pub dir: tempfile::TempDir,
 }
@@ -39,23 +40,26 @@ impl TestDb {
     pub fn new(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         match backend {
-            Backend::Postgres => {
-                let name = format!("latchkey_test_{}", hex::encode(rand::random::<[u8; 8]>()));
-                let mut admin = PgConnection::establish(pg::admin_url()).expect("test Postgres");
-                admin
-                    .batch_execute(&format!("CREATE DATABASE {name}"))
-                    .expect("create test database");
-                Self {
-                    url: DatabaseUrl::Postgres(pg::with_database(pg::admin_url(), &name)),
-                    pg_name: Some(name),
-                    dir,
-                }
-            }
+            Backend::Postgres => Self::postgres_on(pg::admin_url()),
             Backend::Sqlite => Self {
                 url: DatabaseUrl::Sqlite(dir.path().join("test.db").display().to_string()),
-                pg_name: None,
+                pg: None,
                 dir,
             },
+        }
+    }
+
+    /// A new database on the Postgres server of `admin_url`.
+    pub fn postgres_on(admin_url: &str) -> Self {
+        let name = format!("latchkey_test_{}", hex::encode(rand::random::<[u8; 8]>()));
+        let mut admin = PgConnection::establish(admin_url).expect("test Postgres");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        Self {
+            url: DatabaseUrl::Postgres(pg::with_database(admin_url, &name)),
+            pg: Some((name, admin_url.to_owned())),
+            dir: tempfile::tempdir().expect("temp dir"),
         }
     }
 
@@ -83,8 +87,8 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Some(name) = &self.pg_name {
-            if let Ok(mut admin) = PgConnection::establish(pg::admin_url()) {
+        if let Some((name, admin_url)) = &self.pg {
+            if let Ok(mut admin) = PgConnection::establish(admin_url) {
                 let _ =
                     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
             }
@@ -145,7 +149,11 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Like [`spawn_app`], with the settings adjusted first.
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    let db = TestDb::new(backend);
+    spawn_app_on(TestDb::new(backend), adjust).await
+}
+
+/// The app over a given database.
+pub async fn spawn_app_on(db: TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = test_settings(&db.url);
     adjust(&mut settings);
     let (address, server) = start_server(settings.clone()).await;

@@ -25,10 +25,12 @@ macro_rules! both_backends {
     };
 }
 
+mod abuse;
 mod account;
 mod browser;
 mod cli;
 mod helpers;
+mod logs;
 mod migrations;
 mod pages;
 mod pg;

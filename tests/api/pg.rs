@@ -12,12 +12,13 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 static ADMIN_URL: OnceLock<String> = OnceLock::new();
+static SHARED: OnceLock<Cluster> = OnceLock::new();
 
 /// A URL of a database on the test server that may create and drop others.
 pub fn admin_url() -> &'static str {
     ADMIN_URL.get_or_init(|| match std::env::var("TEST_DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => url,
-        _ => start_cluster(),
+        _ => SHARED.get_or_init(Cluster::start_new).admin_url(),
     })
 }
 
@@ -79,81 +80,133 @@ fn run(mut cmd: Command, what: &str) {
     );
 }
 
-// The watchdog is meant to outlive this process: it is never waited for.
-#[allow(clippy::zombie_processes)]
-fn start_cluster() -> String {
-    let bin = find_bin_dir();
-    let as_root = is_root();
-    let root = tempfile::Builder::new()
-        .prefix("latchkey-pg-")
-        .tempdir()
-        .expect("temp dir")
-        .keep();
-    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    if as_root {
-        let mut chown = Command::new("chown");
-        chown.arg("postgres:postgres").arg(&root);
-        run(chown, "chown");
-    }
-    let data = root.join("data");
+/// A PostgreSQL cluster of our own: data in a temporary directory, on a free port.
+pub struct Cluster {
+    bin: PathBuf,
+    as_root: bool,
+    root: PathBuf,
+    port: u16,
+}
 
-    let mut initdb = pg_command(as_root, &bin.join("initdb"));
-    initdb.arg("-D").arg(&data).args([
-        "-U",
-        "postgres",
-        "--auth=trust",
-        "--no-sync",
-        "-E",
-        "UTF8",
-        "--locale=C",
-    ]);
-    run(initdb, "initdb");
-
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let mut start = pg_command(as_root, &bin.join("pg_ctl"));
-    start
-        .arg("-D")
-        .arg(&data)
-        .arg("-l")
-        .arg(root.join("server.log"))
-        .args(["-w", "-t", "60", "-o"])
-        .arg(format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=500",
-            root.display()
-        ))
-        .arg("start");
-    run(start, "pg_ctl start");
-
-    // Stop the cluster and remove its files once this process is gone.
-    let pg_ctl = format!(
-        "{}{}",
+impl Cluster {
+    // The watchdog is meant to outlive this process: it is never waited for.
+    #[allow(clippy::zombie_processes)]
+    pub fn start_new() -> Self {
+        let bin = find_bin_dir();
+        let as_root = is_root();
+        let root = tempfile::Builder::new()
+            .prefix("latchkey-pg-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         if as_root {
-            "runuser -u postgres -- "
-        } else {
-            ""
-        },
-        bin.join("pg_ctl").display()
-    );
-    let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
-         {pg_ctl} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{root}'",
-        pid = std::process::id(),
-        data = data.display(),
-        root = root.display(),
-    );
-    Command::new("setsid")
-        .args(["sh", "-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the cluster's watchdog");
+            let mut chown = Command::new("chown");
+            chown.arg("postgres:postgres").arg(&root);
+            run(chown, "chown");
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let cluster = Self {
+            bin,
+            as_root,
+            root,
+            port,
+        };
 
-    format!("postgres://postgres@127.0.0.1:{port}/postgres")
+        let mut initdb = pg_command(as_root, &cluster.bin.join("initdb"));
+        initdb.arg("-D").arg(cluster.data()).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]);
+        run(initdb, "initdb");
+        cluster.start();
+
+        // Stop the cluster and remove its files once this process is gone.
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+             {pg_ctl} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{root}'",
+            pid = std::process::id(),
+            pg_ctl = cluster.pg_ctl_line(),
+            data = cluster.data().display(),
+            root = cluster.root.display(),
+        );
+        Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the cluster's watchdog");
+        cluster
+    }
+
+    fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    fn pg_ctl_line(&self) -> String {
+        format!(
+            "{}{}",
+            if self.as_root {
+                "runuser -u postgres -- "
+            } else {
+                ""
+            },
+            self.bin.join("pg_ctl").display()
+        )
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server (again), on the same port, and waits until it accepts.
+    pub fn start(&self) {
+        let mut start = pg_command(self.as_root, &self.bin.join("pg_ctl"));
+        start
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.root.join("server.log"))
+            .args(["-w", "-t", "60", "-o"])
+            .arg(format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
+                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=500",
+                self.port,
+                self.root.display()
+            ))
+            .arg("start");
+        run(start, "pg_ctl start");
+    }
+
+    /// Stops the server (an outage: every open connection is cut). A fast, clean
+    /// shutdown: with `synchronous_commit=off` an immediate one loses recent commits.
+    pub fn stop(&self) {
+        let mut stop = pg_command(self.as_root, &self.bin.join("pg_ctl"));
+        stop.arg("-D")
+            .arg(self.data())
+            .args(["-m", "fast", "-w", "stop"]);
+        run(stop, "pg_ctl stop");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut stop = pg_command(self.as_root, &self.bin.join("pg_ctl"));
+        stop.arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "stop"]);
+        let _ = stop.output();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
 }
 
 #[test]

@@ -1,0 +1,168 @@
+//! What the running binary writes to its log: a line per request, and no secret.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// The real `latchkey serve`, its stderr collected line by line.
+struct Served {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    address: String,
+}
+
+impl Served {
+    fn start(db: &TestDb, env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATABASE_URL", db.url_string())
+            .env("LATCHKEY_ADDR", "127.0.0.1:0")
+            .env("LATCHKEY_COOKIE_SECURE", "false")
+            .env("LATCHKEY_BCRYPT_COST", TEST_BCRYPT_COST.to_string())
+            .envs(env.iter().copied())
+            .current_dir(db.dir.path())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start latchkey");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let started = Instant::now();
+        let port = loop {
+            let port = log.lock().unwrap().iter().find_map(|line| {
+                let at = line.find("port")? + "port".len();
+                let digits: String = line[at..]
+                    .trim_start_matches(|c: char| !c.is_ascii_digit())
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                line.contains("listening")
+                    .then_some(digits)
+                    .filter(|d| !d.is_empty())
+            });
+            if let Some(port) = port {
+                break port;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "did not start: {:?}",
+                log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Self {
+            child,
+            log,
+            address: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Stops it with SIGTERM and returns everything it logged.
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+both_backends! {
+    async fn the_log_has_a_line_per_request_and_no_secret(backend: Backend) {
+        let db = TestDb::new(backend);
+        assert!(db.cli(&["migrate"], "").status.success());
+        add_user(&db, TEST_USER, TEST_PASSWORD, TEST_BCRYPT_COST);
+        let secret_key = "ab".repeat(64);
+        let served = Served::start(&db, &[("RUST_LOG", "trace"), ("LATCHKEY_SECRET_KEY", &secret_key)]);
+        let client = new_client();
+        let url = |path: &str| format!("{}{path}", served.address);
+
+        let failed = client
+            .post(url("/login"))
+            .json(&json!({"username": TEST_USER, "password": "my-wrong-guess-0001"}))
+            .send()
+            .await
+            .unwrap();
+        let login = client
+            .post(url("/login"))
+            .json(&json!({"username": TEST_USER, "password": TEST_PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        let cookie = session_cookie(login.headers()).unwrap();
+        let protected = client.get(url("/protected")).header("x-request-id", "trace-me-42").send().await.unwrap();
+        let page = client.get(url("/protected")).header("accept", HTML_ACCEPT).send().await.unwrap();
+        let token = hidden_field(&page.text().await.unwrap(), "csrf_token").unwrap();
+        let logout = client
+            .post(url("/logout"))
+            .header("accept", HTML_ACCEPT)
+            .form(&[("csrf_token", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let log = served.stop();
+
+        assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(protected.status(), StatusCode::OK);
+        assert_eq!(protected.headers()["x-request-id"], "trace-me-42");
+        assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+        let requests: Vec<&str> = log.lines().filter(|l| l.contains("latchkey::request")).collect();
+        assert_eq!(requests.len(), 5, "{log}");
+        assert!(requests[2].contains("trace-me-42") && requests[2].contains("status=200"), "{}", requests[2]);
+        assert!(requests[2].contains("user_id="), "{}", requests[2]);
+
+        let cookie_value = cookie.split_once('=').unwrap().1;
+        let stored_hash = latchkey::users::queries::find_by_username(&mut db.connect(), TEST_USER)
+            .unwrap()
+            .unwrap()
+            .password_hash;
+        for (what, secret) in [
+            ("wrong password", "my-wrong-guess-0001"),
+            ("password", TEST_PASSWORD),
+            ("password hash", stored_hash.as_str()),
+            ("bcrypt prefix", "$2b$"),
+            ("session cookie", cookie_value),
+            ("signature or key part of the cookie", &cookie_value[..20]),
+            ("csrf token", token.as_str()),
+            ("secret key", &secret_key[..32]),
+        ] {
+            assert!(!log.contains(secret), "the {what} is in the log:\n{log}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let db = TestDb::new(Backend::Sqlite);
+    let served = Served::start(
+        &db,
+        &[("LATCHKEY_LOG_FORMAT", "json"), ("RUST_LOG", "info")],
+    );
+    let health = reqwest::get(format!("{}/healthz", served.address))
+        .await
+        .unwrap();
+    let log = served.stop();
+
+    assert_eq!(health.status(), StatusCode::OK);
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(value["level"].is_string(), "{line}");
+    }
+    assert!(log.contains("\"path\":\"/healthz\""), "{log}");
+}
