@@ -19,6 +19,7 @@ use crate::sessions::DbSessionStore;
 use crate::users::PasswordHasher;
 use crate::web::csrf::Csrf;
 use crate::web::edge::edge;
+use crate::web::metrics::Metrics;
 use crate::web::AppState;
 use crate::{account, auth, db};
 
@@ -105,6 +106,7 @@ impl Application {
             hasher,
             settings: Arc::new(settings.clone()),
             csrf,
+            metrics: Arc::new(Metrics::new()?),
         });
         let store = DbSessionStore::new(
             pool.clone(),

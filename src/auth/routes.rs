@@ -23,24 +23,26 @@ use crate::web::{self as edge, AppState, Body, BodyKind, Wants};
 
 pub const INVALID_CREDENTIALS: &str = "Invalid username or password.";
 
+/// `POST /login` as JSON.
 #[derive(Deserialize)]
 pub struct LoginJson {
-    username: String,
-    password: String,
+    pub username: String,
+    pub password: String,
     #[serde(default)]
-    remember: bool,
+    pub remember: bool,
 }
 
+/// `POST /login` from the login form.
 #[derive(Deserialize)]
 pub struct LoginForm {
     #[serde(default)]
-    username: String,
+    pub username: String,
     #[serde(default)]
-    password: String,
+    pub password: String,
     #[serde(default)]
-    next: String,
+    pub next: String,
     /// A checkbox: present (`on`) when ticked.
-    remember: Option<String>,
+    pub remember: Option<String>,
 }
 
 #[derive(Deserialize)]

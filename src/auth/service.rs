@@ -25,9 +25,11 @@ pub async fn authenticate(
     let name = username.as_str().to_owned();
     let ip = client.ip.clone().unwrap_or_else(|| "unknown".to_owned());
     let (audit_client, check_ip) = (client.clone(), ip.clone());
+    let metrics = state.metrics.clone();
     let found = state
         .db(move |conn| {
             if let Some(wait) = throttle::check(conn, &limits, &name, &check_ip, db::now())? {
+                metrics.login("throttled");
                 let detail = format!("retry after {wait}s");
                 audit::record(
                     conn,
@@ -59,6 +61,7 @@ pub async fn authenticate(
         }
         _ => None,
     };
+    state.metrics.login(failure.unwrap_or("success"));
     let name = username.as_str().to_owned();
     let id = found.as_ref().map(|u| u.id);
     state

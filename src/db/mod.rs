@@ -136,6 +136,15 @@ pub fn run_migrations(conn: &mut AnyConnection) -> anyhow::Result<usize> {
     applied.map_err(|e| anyhow::anyhow!("migration failed: {e}"))
 }
 
+/// Whether migrations embedded in this binary have not been applied yet.
+pub fn has_pending_migrations(conn: &mut AnyConnection) -> anyhow::Result<bool> {
+    let pending = match conn {
+        AnyConnection::Postgresql(pg) => pg.has_pending_migration(POSTGRES_MIGRATIONS),
+        AnyConnection::Sqlite(lite) => lite.has_pending_migration(SQLITE_MIGRATIONS),
+    };
+    pending.map_err(|e| anyhow::anyhow!("cannot read the applied migrations: {e}"))
+}
+
 /// The current UTC time as the database stores it (microseconds, on both backends).
 pub fn now() -> chrono::NaiveDateTime {
     use chrono::{SubsecRound as _, Utc};

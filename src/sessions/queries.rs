@@ -169,3 +169,11 @@ pub fn sweep_expired(
     }
     diesel::delete(sessions::table.filter(sessions::key_hash.eq_any(&expired))).execute(conn)
 }
+
+/// How many sessions are live.
+pub fn count_live(conn: &mut AnyConnection, now: NaiveDateTime) -> QueryResult<i64> {
+    sessions::table
+        .filter(sessions::expires_at.gt(now))
+        .count()
+        .get_result(conn)
+}

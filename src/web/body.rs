@@ -48,6 +48,32 @@ fn unsupported() -> AppError {
     )
 }
 
+/// Parses a whole body of the kind its `Content-Type` named (`None`: none named).
+/// No body at all is an empty JSON object; a body of no named kind is refused.
+pub fn parse<T: DeserializeOwned>(
+    kind: Option<BodyKind>,
+    bytes: &[u8],
+) -> Result<(T, BodyKind), AppError> {
+    match kind {
+        Some(BodyKind::Form) => serde_urlencoded::from_bytes(bytes)
+            .map(|value| (value, BodyKind::Form))
+            .map_err(|e| AppError::BadRequest(format!("Invalid form: {e}."))),
+        Some(BodyKind::Json) | None => {
+            if kind.is_none() && !bytes.is_empty() {
+                return Err(unsupported());
+            }
+            let json: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+                b"{}"
+            } else {
+                bytes
+            };
+            serde_json::from_slice(json)
+                .map(|value| (value, BodyKind::Json))
+                .map_err(|e| AppError::BadRequest(format!("Invalid JSON body: {e}.")))
+        }
+    }
+}
+
 /// Every form must carry the CSRF token made for this client's cookie.
 fn check_csrf(req: &HttpRequest, form: &[u8]) -> Result<(), AppError> {
     #[derive(serde::Deserialize)]
@@ -104,26 +130,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                 }
                 bytes.extend_from_slice(&chunk);
             }
-            let kind = match kind? {
-                Some(kind) => kind,
-                None if bytes.is_empty() => BodyKind::Json,
-                None => return Err(unsupported()),
-            };
-            let value = match kind {
-                BodyKind::Json if bytes.iter().all(u8::is_ascii_whitespace) => {
-                    serde_json::from_slice(b"{}")
-                }
-                BodyKind::Json => serde_json::from_slice(&bytes),
-                BodyKind::Form => {
-                    check_csrf(&req, &bytes)?;
-                    return serde_urlencoded::from_bytes(&bytes)
-                        .map(|value| Self { value, kind })
-                        .map_err(|e| AppError::BadRequest(format!("Invalid form: {e}.")));
-                }
-            };
-            value
-                .map(|value| Self { value, kind })
-                .map_err(|e| AppError::BadRequest(format!("Invalid JSON body: {e}.")))
+            let kind = kind?;
+            if kind == Some(BodyKind::Form) {
+                check_csrf(&req, &bytes)?;
+            }
+            let (value, kind) = parse(kind, &bytes)?;
+            Ok(Self { value, kind })
         })
     }
 }

@@ -66,31 +66,61 @@ impl Csrf {
 
     /// The token for this request's forms, and the cookie to set when it had none.
     pub fn token(&self, req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
-        let (value, new_cookie) = match self.cookie_value(req) {
-            Some(value) => (value, None),
-            None => {
-                let value = URL_SAFE_NO_PAD.encode(rand::random::<[u8; VALUE_BYTES]>());
-                let cookie = Cookie::build(self.cookie_name(), value.clone())
-                    .path("/")
-                    .http_only(true)
-                    .secure(self.secure)
-                    .same_site(SameSite::Lax)
-                    .finish();
-                (value, Some(cookie))
-            }
-        };
-        let token = URL_SAFE_NO_PAD.encode(self.mac(&value).finalize().into_bytes());
-        (token, new_cookie)
+        if let Some(value) = self.cookie_value(req) {
+            return (self.token_for(&value), None);
+        }
+        let (value, token) = self.issue();
+        let cookie = Cookie::build(self.cookie_name(), value)
+            .path("/")
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(SameSite::Lax)
+            .finish();
+        (token, Some(cookie))
+    }
+
+    fn token_for(&self, value: &str) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac(value).finalize().into_bytes())
     }
 
     /// Whether `token` was made for this request's cookie (constant-time).
     pub fn verify(&self, req: &HttpRequest, token: Option<&str>) -> bool {
-        let (Some(value), Some(token)) = (self.cookie_value(req), token) else {
-            return false;
-        };
-        let Ok(tag) = URL_SAFE_NO_PAD.decode(token.trim()) else {
-            return false;
-        };
-        self.mac(&value).verify_slice(&tag).is_ok()
+        match (self.cookie_value(req), token) {
+            (Some(value), Some(token)) => self.token_matches(&value, token),
+            _ => false,
+        }
+    }
+
+    /// Whether `token` is the one for the cookie value `value` (constant-time).
+    pub fn token_matches(&self, value: &str, token: &str) -> bool {
+        URL_SAFE_NO_PAD
+            .decode(token.trim())
+            .is_ok_and(|tag| self.mac(value).verify_slice(&tag).is_ok())
+    }
+
+    /// A fresh cookie value and its token.
+    pub fn issue(&self) -> (String, String) {
+        let value = URL_SAFE_NO_PAD.encode(rand::random::<[u8; VALUE_BYTES]>());
+        let token = self.token_for(&value);
+        (value, token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_matches_only_its_own_cookie_and_key() {
+        let csrf = Csrf::new(&SecretKey::generate(), false);
+        let other = Csrf::new(&SecretKey::generate(), false);
+        let (value, token) = csrf.issue();
+        let (other_value, _) = csrf.issue();
+
+        assert!(csrf.token_matches(&value, &token));
+        assert!(!csrf.token_matches(&other_value, &token));
+        assert!(!other.token_matches(&value, &token));
+        assert!(!csrf.token_matches(&value, ""));
+        assert!(!csrf.token_matches(&value, &token[1..]));
     }
 }

@@ -43,9 +43,8 @@ pub async fn edge(
     let path = req.path().to_owned();
     let wants = Wants::of(req.headers());
     req.extensions_mut().insert(wants);
-    let settings = req
-        .app_data::<web::Data<AppState>>()
-        .map(|state| state.settings.clone());
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let settings = state.as_ref().map(|state| state.settings.clone());
     let secure = settings.as_ref().is_some_and(|s| s.cookie_secure);
     let is_get = req.method() == Method::GET;
     let here = req
@@ -77,7 +76,13 @@ pub async fn edge(
         }
         response
     };
-    let log = |status: StatusCode, user: Option<UserId>| {
+    let log = |status: StatusCode, user: Option<UserId>, route: Option<&str>| {
+        if let Some(state) = &state {
+            let route = route.unwrap_or("unmatched");
+            state
+                .metrics
+                .request(method.as_str(), route, status.as_u16(), started.elapsed());
+        }
         tracing::info!(
             target: "latchkey::request",
             method = %method,
@@ -93,14 +98,15 @@ pub async fn edge(
     if let Err(err) = check_unsafe_request(&req) {
         let (req, _) = req.into_parts();
         let response = finish(err.error_response());
-        log(response.status(), None);
+        log(response.status(), None, req.match_pattern().as_deref());
         return Ok(ServiceResponse::new(req, response));
     }
     match next.call(req).await {
         Ok(response) => {
             let (req, res) = response.map_into_boxed_body().into_parts();
             let response = finish(res);
-            log(response.status(), req.extensions().get::<UserId>().copied());
+            let user = req.extensions().get::<UserId>().copied();
+            log(response.status(), user, req.match_pattern().as_deref());
             Ok(ServiceResponse::new(req, response))
         }
         // Raised by a middleware, not a handler: in practice the session store,
@@ -117,7 +123,7 @@ pub async fn edge(
                 AppError::Status(status)
             };
             let response = finish(app_error.error_response());
-            log(response.status(), None);
+            log(response.status(), None, None);
             Err(InternalError::from_response(err, response).into())
         }
     }

@@ -2,6 +2,7 @@ use actix_web::{web, HttpResponse};
 use diesel::r2d2::R2D2Connection as _;
 
 use super::AppState;
+use crate::db;
 use crate::error::AppError;
 
 /// Liveness: the process answers. Never touches the database.
@@ -9,8 +10,19 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Readiness: a database connection can be checked out and answers.
+/// Readiness: a database connection can be checked out, answers, and has every
+/// migration this binary knows applied.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    state.db(|conn| Ok(conn.ping()?)).await?;
+    let pending = state
+        .db(|conn| {
+            conn.ping()?;
+            db::has_pending_migrations(conn).map_err(AppError::unavailable)
+        })
+        .await?;
+    if pending {
+        return Err(AppError::unavailable(anyhow::anyhow!(
+            "migrations are pending"
+        )));
+    }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
 }

@@ -5,6 +5,7 @@ pub mod csrf;
 pub mod edge;
 pub mod flash;
 pub mod health;
+pub mod metrics;
 pub mod negotiate;
 pub mod pages;
 pub mod redirect;
@@ -83,6 +84,7 @@ pub async fn method_not_allowed() -> Result<HttpResponse, AppError> {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::metrics))
         .service(
             web::resource("/static/{name}")
                 .route(web::get().to(pages::asset))

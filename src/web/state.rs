@@ -3,6 +3,7 @@ use std::sync::Arc;
 use actix_web::web;
 
 use super::csrf::Csrf;
+use super::metrics::Metrics;
 use crate::config::Settings;
 use crate::db::{AnyConnection, Pool};
 use crate::error::AppError;
@@ -15,6 +16,7 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub settings: Arc<Settings>,
     pub csrf: Csrf,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -25,6 +27,13 @@ impl AppState {
         job: impl FnOnce(&mut AnyConnection) -> Result<T, AppError> + Send + 'static,
     ) -> Result<T, AppError> {
         let pool = self.pool.clone();
-        web::block(move || job(&mut *pool.get()?)).await?
+        let metrics = self.metrics.clone();
+        web::block(move || {
+            let started = std::time::Instant::now();
+            let conn = pool.get();
+            metrics.pool_wait(started.elapsed(), conn.is_err());
+            job(&mut *conn?)
+        })
+        .await?
     }
 }

@@ -32,6 +32,7 @@ mod cli;
 mod helpers;
 mod logs;
 mod migrations;
+mod ops;
 mod pages;
 mod pg;
 mod seed;

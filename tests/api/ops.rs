@@ -1,0 +1,113 @@
+//! What operators rely on: metrics, readiness, graceful shutdown.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection as _;
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+/// The value of one sample in a Prometheus text page (0 when absent).
+fn sample(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+both_backends! {
+    async fn metrics_count_requests_logins_and_state(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let before = app.get("/metrics").await.text().await.unwrap();
+
+        app.login(TEST_USER, "not it").await;
+        app.login("nobody", "not it").await;
+        app.login_test_user().await;
+        app.get("/protected").await;
+        let response = app.get("/metrics").await;
+
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        let after = response.text().await.unwrap();
+        let moved = |series: &str| sample(&after, series) - sample(&before, series);
+        assert_eq!(moved("latchkey_logins_total{outcome=\"success\"}"), 1.0, "{after}");
+        assert_eq!(moved("latchkey_logins_total{outcome=\"bad_password\"}"), 1.0);
+        assert_eq!(moved("latchkey_logins_total{outcome=\"unknown_user\"}"), 1.0);
+        assert_eq!(
+            moved("latchkey_http_requests_total{method=\"GET\",route=\"/protected\",status=\"200\"}"),
+            1.0
+        );
+        assert_eq!(moved("latchkey_http_requests_total{method=\"POST\",route=\"/login\",status=\"401\"}"), 2.0);
+        assert!(moved("latchkey_hash_computed_total") >= 3.0);
+        assert_eq!(sample(&after, "latchkey_sessions_active"), 1.0);
+        for series in [
+            "latchkey_http_request_duration_seconds_bucket",
+            "latchkey_db_pool_wait_seconds_count",
+            "latchkey_db_pool_connections{state=\"idle\"}",
+            "latchkey_hash_queue_depth",
+            "latchkey_hash_rejected_total",
+            "latchkey_logins_total{outcome=\"throttled\"}",
+        ] {
+            assert!(after.contains(series), "{series} missing");
+        }
+        // A scanner's random paths do not create series of their own.
+        app.get("/wp-admin/setup.php").await;
+        let scanned = app.get("/metrics").await.text().await.unwrap();
+        assert!(!scanned.contains("wp-admin"));
+        assert!(scanned.contains("route=\"unmatched\""));
+    }
+
+    async fn readiness_needs_every_migration(backend: Backend) {
+        let app = spawn_app(backend).await;
+        assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+
+        app.db
+            .connect()
+            .batch_execute("DELETE FROM __diesel_schema_migrations")
+            .unwrap();
+
+        assert_eq!(app.get("/readyz").await.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    }
+
+    async fn sigterm_lets_a_request_in_flight_finish(backend: Backend) {
+        let db = TestDb::new(backend);
+        assert!(db.cli(&["migrate"], "").status.success());
+        // A slow login: bcrypt at cost 13 takes a good fraction of a second.
+        add_user(&db, "slow", "a slow enough password", 13);
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .env_clear()
+            .env("DATABASE_URL", db.url_string())
+            .env("LATCHKEY_ADDR", format!("127.0.0.1:{port}"))
+            .env("LATCHKEY_BCRYPT_COST", "13")
+            .env("RUST_LOG", "warn")
+            .current_dir(db.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while reqwest::get(format!("{base}/healthz")).await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let login = tokio::spawn(
+            reqwest::Client::new()
+                .post(format!("{base}/login"))
+                .json(&serde_json::json!({"username": "slow", "password": "a slow enough password"}))
+                .send(),
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!login.is_finished(), "the login must still be in flight");
+        Command::new("kill").arg(server.id().to_string()).status().unwrap();
+
+        let response = login.await.unwrap().expect("the in-flight request is answered");
+        assert_eq!(response.status(), StatusCode::OK);
+        let exit = tokio::task::spawn_blocking(move || server.wait()).await.unwrap().unwrap();
+        assert!(exit.success(), "{exit:?}");
+        assert!(reqwest::get(format!("{base}/healthz")).await.is_err(), "no longer listening");
+    }
+}
