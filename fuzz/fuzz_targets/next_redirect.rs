@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
     let Some(accepted) = safe_next(next) else {
         return;
     };
-    assert!(accepted.starts_with('/') && !accepted.starts_with("//"), "{accepted:?}");
+    assert!(
+        accepted.starts_with('/') && !accepted.starts_with("//"),
+        "{accepted:?}"
+    );
     // Resolved as a browser would, it never leaves the origin.
     let base = url::Url::parse("https://latchkey.invalid/login").unwrap();
     let target = base.join(accepted).expect("a local path resolves");
