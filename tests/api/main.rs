@@ -29,6 +29,7 @@ mod abuse;
 mod account;
 mod browser;
 mod cli;
+mod cluster;
 mod helpers;
 mod logs;
 mod migrations;
