@@ -14,6 +14,8 @@ use anyhow::Context as _;
 
 use crate::auth::throttle;
 use crate::config::Settings;
+use crate::sessions::cache::{spawn_maintenance, SessionCache};
+use crate::sessions::events;
 use crate::sessions::store::{self, SessionPolicy};
 use crate::sessions::DbSessionStore;
 use crate::users::PasswordHasher;
@@ -23,32 +25,26 @@ use crate::web::metrics::Metrics;
 use crate::web::AppState;
 use crate::{account, auth, db};
 
-/// How often expired sessions and old login failures are swept (also once at start).
+/// How often expired rows are swept (also once at start).
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+/// Sessions (and users) kept in the in-process cache.
+const CACHE_CAPACITY: usize = 10_000;
 
-/// Sweeps at start and then every [`SWEEP_EVERY`], on a thread of its own.
-/// Several instances may sweep at once: deleting what is gone is harmless.
-fn spawn_sweeper(pool: db::Pool, limits: throttle::Limits) {
-    let sweep = move || -> anyhow::Result<(usize, usize)> {
+/// Deletes what has expired: sessions, old login failures, old session events.
+/// Several instances may do it at once: deleting what is gone is harmless.
+fn sweep(pool: &db::Pool, limits: &throttle::Limits) {
+    let run = || -> anyhow::Result<(usize, usize, usize)> {
         let mut conn = pool.get()?;
+        let now = db::now();
         let sessions = store::sweep(&mut conn, 1000)?;
-        let failures = throttle::sweep(&mut conn, &limits, db::now())?;
-        Ok((sessions, failures))
+        let failures = throttle::sweep(&mut conn, limits, now)?;
+        let events = events::sweep(&mut conn, now - chrono::Duration::minutes(1))?;
+        Ok((sessions, failures, events))
     };
-    let spawned = std::thread::Builder::new()
-        .name("sweeper".to_owned())
-        .spawn(move || loop {
-            match sweep() {
-                Ok((0, 0)) => {}
-                Ok((sessions, failures)) => {
-                    tracing::info!(sessions, failures, "swept expired rows");
-                }
-                Err(error) => tracing::warn!(error = format!("{error:#}"), "sweep failed"),
-            }
-            std::thread::sleep(SWEEP_EVERY);
-        });
-    if let Err(error) = spawned {
-        tracing::error!(%error, "cannot start the sweeper");
+    match run() {
+        Ok((0, 0, _)) => {}
+        Ok((sessions, failures, _)) => tracing::info!(sessions, failures, "swept expired rows"),
+        Err(error) => tracing::warn!(error = format!("{error:#}"), "sweep failed"),
     }
 }
 
@@ -60,6 +56,19 @@ pub fn cookie_name(secure: bool) -> &'static str {
     } else {
         "latchkey_session"
     }
+}
+
+/// The ceiling of bench/run: as much of the stack as a request can go through
+/// without touching the database (compiled only with the `bench` feature).
+fn bench_ceiling(cfg: &mut web::ServiceConfig) {
+    #[cfg(feature = "bench")]
+    cfg.route(
+        "/bench/ceiling",
+        web::get()
+            .to(|| async { actix_web::HttpResponse::Ok().json(serde_json::json!({"ok": true})) }),
+    );
+    #[cfg(not(feature = "bench"))]
+    let _ = cfg;
 }
 
 pub struct Application {
@@ -101,12 +110,18 @@ impl Application {
         let listener = TcpListener::bind(settings.addr)
             .with_context(|| format!("cannot listen on {}", settings.addr))?;
         let port = listener.local_addr()?.port();
+        let cache = SessionCache::new(CACHE_CAPACITY);
+        let limits = throttle::Limits::from_settings(&settings);
+        spawn_maintenance(&cache, pool.clone(), SWEEP_EVERY, move |pool| {
+            sweep(pool, &limits);
+        });
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             hasher,
             settings: Arc::new(settings.clone()),
             csrf,
             metrics: Arc::new(Metrics::new()?),
+            cache: cache.clone(),
         });
         let store = DbSessionStore::new(
             pool.clone(),
@@ -115,8 +130,8 @@ impl Application {
                 max_lifetime: settings.session_max_lifetime,
                 remember_lifetime: settings.remember_me_lifetime,
             },
+            cache.clone(),
         );
-        spawn_sweeper(pool, throttle::Limits::from_settings(&settings));
         let http_workers = settings.http_workers;
 
         let mut server = HttpServer::new(move || {
@@ -141,6 +156,7 @@ impl Application {
                 .configure(crate::web::routes)
                 .service(
                     web::scope("")
+                        .configure(bench_ceiling)
                         .configure(auth::routes::routes)
                         .configure(account::routes)
                         .default_service(web::to(crate::web::not_found))

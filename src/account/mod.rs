@@ -191,6 +191,8 @@ pub async fn revoke(
     if removed == 0 {
         return Err(AppError::NotFound);
     }
+    // Other instances hear of it through the session events; this one at once.
+    state.cache.forget_user(user_id);
     if current_session_id(&req).as_deref() == Some(public_id.as_str()) {
         // This very session: its row is gone; clear the cookie too.
         if let Ok(identity) = req.get_identity() {
@@ -237,6 +239,7 @@ pub async fn logout_everywhere(
             Ok(())
         })
         .await?;
+    state.cache.forget_user(user_id);
     if let Ok(identity) = req.get_identity() {
         identity.logout();
     }
@@ -325,6 +328,7 @@ pub async fn change_password(
         })
         .await?;
 
+    state.cache.forget_user(user_id);
     // A fresh key for this session too: whoever held the old cookie is out.
     let session = req.get_session();
     let remembered = session

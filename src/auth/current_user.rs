@@ -31,10 +31,20 @@ impl FromRequest for CurrentUser {
             let state = req
                 .app_data::<web::Data<AppState>>()
                 .ok_or_else(|| AppError::internal(anyhow::anyhow!("AppState is not registered")))?;
-            match state
-                .db(move |conn| Ok(queries::find_by_id(conn, id)?))
-                .await?
-            {
+            let user = match state.cache.user(id) {
+                Some(user) => Some(user),
+                None => {
+                    let generation = state.cache.generation();
+                    let user = state
+                        .db(move |conn| Ok(queries::find_by_id(conn, id)?))
+                        .await?;
+                    if let Some(user) = &user {
+                        state.cache.put_user(generation, user.clone());
+                    }
+                    user
+                }
+            };
+            match user {
                 Some(user) if user.is_active => {
                     // For the request log line.
                     req.extensions_mut().insert(user.id);

@@ -26,6 +26,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    session_events (id) {
+        id -> Int8,
+        at -> Timestamp,
+        #[max_length = 64]
+        key_hash -> Nullable<Varchar>,
+        user_id -> Nullable<Int4>,
+    }
+}
+
+diesel::table! {
     sessions (key_hash) {
         #[max_length = 64]
         key_hash -> Varchar,
@@ -58,4 +68,10 @@ diesel::table! {
 diesel::joinable!(audit_events -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(audit_events, login_failures, sessions, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    audit_events,
+    login_failures,
+    session_events,
+    sessions,
+    users,
+);

@@ -1,5 +1,7 @@
 //! Server-side sessions: the Diesel `SessionStore` and the session queries.
 
+pub mod cache;
+pub mod events;
 pub mod queries;
 pub mod store;
 

@@ -3,6 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::events;
 use crate::db::schema::sessions;
 use crate::db::AnyConnection;
 use crate::users::UserId;
@@ -102,13 +103,21 @@ pub fn extend(
     .execute(conn)
 }
 
+// Every function that ends sessions records it in `session_events`, for the
+// caches of every instance (see `cache`).
+
 pub fn delete(conn: &mut AnyConnection, key_hash: &str) -> QueryResult<usize> {
-    diesel::delete(sessions::table.find(key_hash)).execute(conn)
+    let deleted = diesel::delete(sessions::table.find(key_hash)).execute(conn)?;
+    events::session_ended(conn, key_hash)?;
+    Ok(deleted)
 }
 
 /// Ends every session of a user (password change, disable, remove, "log out everywhere").
 pub fn delete_for_user(conn: &mut AnyConnection, user_id: UserId) -> QueryResult<usize> {
-    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
+    let deleted =
+        diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)?;
+    events::user_changed(conn, user_id)?;
+    Ok(deleted)
 }
 
 /// A user's live sessions, most recently seen first.
@@ -131,12 +140,16 @@ pub fn delete_by_public_id(
     user_id: UserId,
     public_id: &str,
 ) -> QueryResult<usize> {
-    diesel::delete(
+    let deleted = diesel::delete(
         sessions::table
             .filter(sessions::user_id.eq(user_id))
             .filter(sessions::public_id.eq(public_id)),
     )
-    .execute(conn)
+    .execute(conn)?;
+    if deleted > 0 {
+        events::user_changed(conn, user_id)?;
+    }
+    Ok(deleted)
 }
 
 /// Ends every session of a user but one (after a password change).
@@ -145,12 +158,14 @@ pub fn delete_others_for_user(
     user_id: UserId,
     keep_public_id: &str,
 ) -> QueryResult<usize> {
-    diesel::delete(
+    let deleted = diesel::delete(
         sessions::table
             .filter(sessions::user_id.eq(user_id))
             .filter(sessions::public_id.ne(keep_public_id)),
     )
-    .execute(conn)
+    .execute(conn)?;
+    events::user_changed(conn, user_id)?;
+    Ok(deleted)
 }
 
 /// Deletes up to `batch` expired sessions; returns how many went.

@@ -17,6 +17,7 @@
 //! `ttl` after its last use, and at its absolute limit regardless.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_session::storage::{
@@ -28,6 +29,7 @@ use anyhow::Context as _;
 use chrono::NaiveDateTime;
 use sha2::{Digest as _, Sha256};
 
+use super::cache::{CachedSession, SessionCache};
 use super::queries::{self, NewSession};
 use crate::db::{self, Pool};
 use crate::users::UserId;
@@ -68,11 +70,45 @@ impl SessionPolicy {
 pub struct DbSessionStore {
     pool: Pool,
     policy: SessionPolicy,
+    cache: Arc<SessionCache>,
 }
 
 impl DbSessionStore {
-    pub fn new(pool: Pool, policy: SessionPolicy) -> Self {
-        Self { pool, policy }
+    pub fn new(pool: Pool, policy: SessionPolicy, cache: Arc<SessionCache>) -> Self {
+        Self {
+            pool,
+            policy,
+            cache,
+        }
+    }
+
+    /// A live session from the cache, slid when due; `Err(())` when the cache has
+    /// nothing to say (a miss), `Ok(None)` when the session turned out to be over.
+    async fn load_cached(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<HashMap<String, String>>, CacheMiss> {
+        let hit = self.cache.session(key_hash).ok_or(CacheMiss)?;
+        let now = db::now();
+        if hit.expires_at <= now {
+            self.cache.forget_session(key_hash);
+            return Ok(None);
+        }
+        let slid = expiry(now, hit.ttl_seconds).min(hit.absolute_expires_at);
+        if slid > hit.expires_at && due_for_extension(now, hit.expires_at, hit.ttl_seconds) {
+            let owned = key_hash.to_owned();
+            let extended = self
+                .with_conn(move |conn| Ok(queries::extend(conn, &owned, now, slid)?))
+                .await
+                .map_err(|_| CacheMiss)?;
+            if extended == 0 {
+                // Ended elsewhere before the news arrived.
+                self.cache.forget_session(key_hash);
+                return Ok(None);
+            }
+            self.cache.extended(key_hash, slid);
+        }
+        Ok(Some(hit.state))
     }
 
     async fn with_conn<T: Send + 'static>(
@@ -135,18 +171,22 @@ pub fn is_remembered(row: &queries::SessionRow) -> bool {
         .is_ok_and(|state| state_remembered(&state))
 }
 
+/// The cache had nothing to say: ask the database.
+struct CacheMiss;
+
 /// Loads a live session and slides its expiry when due (see the module docs).
 fn load_and_slide(
     conn: &mut db::AnyConnection,
     key_hash: &str,
 ) -> anyhow::Result<Option<queries::SessionRow>> {
     let now = db::now();
-    let Some(row) = queries::find_live(conn, key_hash, now)? else {
+    let Some(mut row) = queries::find_live(conn, key_hash, now)? else {
         return Ok(None);
     };
     let slid = slid_expiry(now, &row);
     if slid > row.expires_at && due_for_extension(now, row.expires_at, row.ttl_seconds) {
         queries::extend(conn, key_hash, now, slid)?;
+        row.expires_at = slid;
     }
     Ok(Some(row))
 }
@@ -157,15 +197,26 @@ impl SessionStore for DbSessionStore {
         session_key: &SessionKey,
     ) -> Result<Option<HashMap<String, String>>, LoadError> {
         let key_hash = hash_key(session_key.as_ref());
-        let row = self
-            .with_conn(move |conn| load_and_slide(conn, &key_hash))
+        if let Ok(found) = self.load_cached(&key_hash).await {
+            return Ok(found);
+        }
+        let generation = self.cache.generation();
+        let lookup = key_hash.clone();
+        let Some(row) = self
+            .with_conn(move |conn| load_and_slide(conn, &lookup))
             .await
-            .map_err(LoadError::Other)?;
-        row.map(|row| {
-            serde_json::from_str(&row.state)
-                .map_err(|e| LoadError::Deserialization(anyhow::Error::new(e)))
-        })
-        .transpose()
+            .map_err(LoadError::Other)?
+        else {
+            return Ok(None);
+        };
+        let state: HashMap<String, String> = serde_json::from_str(&row.state)
+            .map_err(|e| LoadError::Deserialization(anyhow::Error::new(e)))?;
+        self.cache.put_session(
+            generation,
+            key_hash,
+            CachedSession::new(state.clone(), &row),
+        );
+        Ok(Some(state))
     }
 
     /// A new session (the middleware's `ttl` is ignored: the policy decides).
@@ -220,6 +271,7 @@ impl SessionStore for DbSessionStore {
         let state = serde_json::to_string(&session_state)
             .map_err(|e| UpdateError::Serialization(e.into()))?;
         let key_hash = hash_key(session_key.as_ref());
+        self.cache.forget_session(&key_hash);
         let updated = self
             .with_conn(move |conn| {
                 let user_id = state_user_id(&session_state);
@@ -253,6 +305,7 @@ impl SessionStore for DbSessionStore {
 
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
         let key_hash = hash_key(session_key.as_ref());
+        self.cache.forget_session(&key_hash);
         self.with_conn(move |conn| {
             queries::delete(conn, &key_hash)?;
             Ok(())

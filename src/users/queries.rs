@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use super::model::{NewUser, User, UserId};
 use crate::db::schema::users;
 use crate::db::AnyConnection;
+use crate::sessions::events;
 
 pub fn find_by_username(conn: &mut AnyConnection, username: &str) -> QueryResult<Option<User>> {
     users::table
@@ -42,16 +43,23 @@ pub fn list(conn: &mut AnyConnection) -> QueryResult<Vec<User>> {
         .load(conn)
 }
 
+// Changes to what a cached user looks like are recorded in `session_events`,
+// for the caches of every instance.
+
 pub fn set_password_hash(conn: &mut AnyConnection, id: UserId, hash: &str) -> QueryResult<usize> {
-    diesel::update(users::table.find(id))
+    let updated = diesel::update(users::table.find(id))
         .set(users::password_hash.eq(hash))
-        .execute(conn)
+        .execute(conn)?;
+    events::user_changed(conn, id)?;
+    Ok(updated)
 }
 
 pub fn set_active(conn: &mut AnyConnection, id: UserId, active: bool) -> QueryResult<usize> {
-    diesel::update(users::table.find(id))
+    let updated = diesel::update(users::table.find(id))
         .set(users::is_active.eq(active))
-        .execute(conn)
+        .execute(conn)?;
+    events::user_changed(conn, id)?;
+    Ok(updated)
 }
 
 pub fn record_login(conn: &mut AnyConnection, id: UserId) -> QueryResult<usize> {
@@ -61,5 +69,7 @@ pub fn record_login(conn: &mut AnyConnection, id: UserId) -> QueryResult<usize> 
 }
 
 pub fn delete(conn: &mut AnyConnection, id: UserId) -> QueryResult<usize> {
-    diesel::delete(users::table.find(id)).execute(conn)
+    let deleted = diesel::delete(users::table.find(id)).execute(conn)?;
+    events::user_changed(conn, id)?;
+    Ok(deleted)
 }

@@ -30,6 +30,7 @@ pub struct Metrics {
     hash_waiting: IntGauge,
     pool_connections: IntGaugeVec,
     sessions_active: IntGauge,
+    cache_lookups: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -88,6 +89,13 @@ impl Metrics {
             &["state"],
         )?;
         let sessions_active = IntGauge::new("sessions_active", "Live (unexpired) sessions.")?;
+        let cache_lookups = IntGaugeVec::new(
+            Opts::new(
+                "session_cache_lookups_total",
+                "Session lookups by result (hit: no database round trip; miss).",
+            ),
+            &["result"],
+        )?;
 
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
@@ -99,6 +107,7 @@ impl Metrics {
         registry.register(Box::new(hash_waiting.clone()))?;
         registry.register(Box::new(pool_connections.clone()))?;
         registry.register(Box::new(sessions_active.clone()))?;
+        registry.register(Box::new(cache_lookups.clone()))?;
         // Outcomes show up at zero before the first login.
         for outcome in [
             "success",
@@ -121,6 +130,7 @@ impl Metrics {
             hash_waiting,
             pool_connections,
             sessions_active,
+            cache_lookups,
         })
     }
 
@@ -161,6 +171,13 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, AppErro
     m.pool_connections
         .with_label_values(&["in_use"])
         .set(i64::from(pool.connections) - idle);
+    let (hits, misses) = state.cache.hits_and_misses();
+    m.cache_lookups
+        .with_label_values(&["hit"])
+        .set(i64::try_from(hits).unwrap_or(i64::MAX));
+    m.cache_lookups
+        .with_label_values(&["miss"])
+        .set(i64::try_from(misses).unwrap_or(i64::MAX));
     // The database may be away: the other metrics still matter then.
     if let Ok(active) = state
         .db(|conn| {

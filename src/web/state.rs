@@ -7,6 +7,7 @@ use super::metrics::Metrics;
 use crate::config::Settings;
 use crate::db::{AnyConnection, Pool};
 use crate::error::AppError;
+use crate::sessions::cache::SessionCache;
 use crate::users::PasswordHasher;
 
 /// What every handler may use; cheap to clone.
@@ -17,6 +18,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub csrf: Csrf,
     pub metrics: Arc<Metrics>,
+    pub cache: Arc<SessionCache>,
 }
 
 impl AppState {

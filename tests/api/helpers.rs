@@ -168,6 +168,16 @@ pub async fn spawn_app_on(db: TestDb, adjust: impl FnOnce(&mut Settings)) -> Tes
     }
 }
 
+impl Drop for TestApp {
+    /// Stops the server, so its background thread and pool go with it.
+    fn drop(&mut self) {
+        let server = self.server.clone();
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(server.stop(false));
+        });
+    }
+}
+
 /// Builds and starts a server; returns its base URL and a handle to stop it.
 pub async fn start_server(settings: Settings) -> (String, ServerHandle) {
     let app = Application::build(settings).await.expect("build the app");
@@ -330,6 +340,34 @@ pub fn location(response: &Response) -> &str {
         .get("location")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
+}
+
+/// Polls `url` (with `cookie`) until it answers `expected`, for at most `within`;
+/// returns how long that took. For changes other instances learn of within a second.
+pub async fn eventually_status(
+    url: &str,
+    cookie: &str,
+    expected: StatusCode,
+    within: std::time::Duration,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let status = reqwest::Client::new()
+            .get(url)
+            .header(COOKIE, cookie)
+            .send()
+            .await
+            .expect("request")
+            .status();
+        if status == expected {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{url} still answers {status} after {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 pub async fn json_body(response: Response) -> Value {

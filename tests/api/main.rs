@@ -11,12 +11,12 @@ macro_rules! both_backends {
 
                 async fn run($backend: Backend) $body
 
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
                     run(Backend::Postgres).await
                 }
 
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
                     run(Backend::Sqlite).await
                 }

@@ -124,6 +124,37 @@ both_backends! {
         assert_eq!(on_peer("/protected").await.unwrap().status(), StatusCode::UNAUTHORIZED);
     }
 
+    async fn a_cached_session_is_dropped_by_every_instance_within_a_second(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let peer = app.start_peer().await;
+        let cookie = session_cookie(app.login_test_user().await.headers()).unwrap();
+        let on_peer = format!("{peer}/protected");
+        // Both instances have the session cached now.
+        for _ in 0..3 {
+            assert_eq!(app.get_with_cookie("/protected", &cookie).await.status(), StatusCode::OK);
+            eventually_status(&on_peer, &cookie, StatusCode::OK, Duration::from_secs(1)).await;
+        }
+
+        let metrics = reqwest::get(format!("{peer}/metrics")).await.unwrap().text().await.unwrap();
+        let hits = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("latchkey_session_cache_lookups_total{result=\"hit\"} "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(hits >= 1.0, "the peer answered from its cache:\n{metrics}");
+
+        app.logout().await;
+        let logout_seen_after = eventually_status(&on_peer, &cookie, StatusCode::UNAUTHORIZED, Duration::from_secs(1)).await;
+
+        // The same for a user disabled from the command line (another process).
+        let again = session_cookie(app.login_test_user().await.headers()).unwrap();
+        eventually_status(&on_peer, &again, StatusCode::OK, Duration::from_secs(1)).await;
+        assert!(app.cli(&["user", "disable", TEST_USER], "").status.success());
+        let disable_seen_after = eventually_status(&on_peer, &again, StatusCode::UNAUTHORIZED, Duration::from_secs(1)).await;
+        eventually_status(&app.url("/protected"), &again, StatusCode::UNAUTHORIZED, Duration::from_secs(1)).await;
+        assert!(logout_seen_after < Duration::from_secs(1) && disable_seen_after < Duration::from_secs(1));
+    }
+
     async fn sessions_survive_a_restart_with_the_kept_key(backend: Backend) {
         let app = spawn_app(backend).await;
         let cookie = session_cookie(app.login_test_user().await.headers()).unwrap();

@@ -51,3 +51,13 @@ CREATE TABLE login_failures (
 CREATE INDEX login_failures_user_client_idx ON login_failures (username, client_ip, at);
 CREATE INDEX login_failures_client_idx ON login_failures (client_ip, at);
 CREATE INDEX login_failures_at_idx ON login_failures (at);
+
+-- Sessions ended and users changed, for the in-process caches of every
+-- instance (polled a few times a second, swept after a minute).
+CREATE TABLE session_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    at TIMESTAMP NOT NULL,
+    key_hash VARCHAR(64),
+    user_id INTEGER
+);
+CREATE INDEX session_events_at_idx ON session_events (at);
