@@ -184,8 +184,8 @@ def scenarios(database_url, workdir):
     html = "Accept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"
     results = {}
 
-    def fresh(run_scenario):
-        server = Server(database_url, workdir)
+    def fresh(run_scenario, env=None):
+        server = Server(database_url, workdir, env)
         try:
             stats = run_scenario(server)
             stats["rss_mb"] = server.peak_rss_mb()
@@ -196,6 +196,9 @@ def scenarios(database_url, workdir):
     results["ceiling"] = fresh(lambda s: wrk(f"{s.base}/bench/ceiling", workdir))
     results["protected_json"] = fresh(
         lambda s: wrk(f"{s.base}/protected", workdir, headers=[f"Cookie: {s.login_cookie()}"]))
+    results["protected_json_uncached"] = fresh(
+        lambda s: wrk(f"{s.base}/protected", workdir, headers=[f"Cookie: {s.login_cookie()}"]),
+        env={"LATCHKEY_SESSION_CACHE": "false"})
     results["protected_html"] = fresh(
         lambda s: wrk(f"{s.base}/protected", workdir, headers=[f"Cookie: {s.login_cookie()}", html]))
     results["login_page"] = fresh(lambda s: wrk(f"{s.base}/login", workdir, headers=[html]))
@@ -321,6 +324,10 @@ def render(results, bound, hash_seconds, cores, model):
                 f"{s['p50_us'] / 1000:.2f} ms | {s['p99_us'] / 1000:.2f} ms | {s['errors']} | "
                 f"{s['rss_mb']:.1f} MB |")
     lines.append("")
+    profile = os.path.join(ROOT, "bench", "PROFILE.md")
+    if os.path.exists(profile):
+        with open(profile) as f:
+            lines.append(f.read())
     return "\n".join(lines)
 
 

@@ -171,6 +171,9 @@ pub struct Settings {
     pub hash_queue: usize,
     /// HTTP worker threads (default: actix's choice, one per core).
     pub http_workers: Option<usize>,
+    /// The in-process session cache (revocations reach every instance within
+    /// a second); off, every request reads the database.
+    pub session_cache: bool,
 }
 
 impl Settings {
@@ -227,6 +230,10 @@ impl Settings {
             )?,
             hash_workers: parse_num(&get, "LATCHKEY_HASH_WORKERS", cores, 1..=1024)?,
             hash_queue: parse_num(&get, "LATCHKEY_HASH_QUEUE", 64, 0..=1_000_000)?,
+            session_cache: match get("LATCHKEY_SESSION_CACHE") {
+                Some(v) => parse_bool("LATCHKEY_SESSION_CACHE", &v)?,
+                None => true,
+            },
             http_workers: get("LATCHKEY_HTTP_WORKERS")
                 .map(|_| parse_num(&get, "LATCHKEY_HTTP_WORKERS", 1, 1..=1024))
                 .transpose()?,
@@ -418,6 +425,7 @@ mod tests {
             ("LATCHKEY_SESSION_MAX_LIFETIME", "-5"),
             ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.1, nginx"),
             ("LATCHKEY_LOGIN_MAX_FAILURES", "0"),
+            ("LATCHKEY_SESSION_CACHE", "sometimes"),
         ];
         for (var, value) in cases {
             let err = settings(&[(var, value)]).expect_err(value);

@@ -110,7 +110,11 @@ impl Application {
         let listener = TcpListener::bind(settings.addr)
             .with_context(|| format!("cannot listen on {}", settings.addr))?;
         let port = listener.local_addr()?.port();
-        let cache = SessionCache::new(CACHE_CAPACITY);
+        let cache = SessionCache::new(if settings.session_cache {
+            CACHE_CAPACITY
+        } else {
+            0
+        });
         let limits = throttle::Limits::from_settings(&settings);
         spawn_maintenance(&cache, pool.clone(), SWEEP_EVERY, move |pool| {
             sweep(pool, &limits);

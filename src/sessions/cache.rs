@@ -83,7 +83,8 @@ impl std::fmt::Debug for SessionCache {
 }
 
 impl SessionCache {
-    /// A cache of at most `capacity` sessions (and as many users).
+    /// A cache of at most `capacity` sessions (and as many users); with a
+    /// capacity of 0 it never turns on.
     pub fn new(capacity: usize) -> Arc<Self> {
         Arc::new(Self {
             entries: Mutex::new(Entries::default()),
@@ -211,7 +212,7 @@ impl SessionCache {
     }
 
     fn switch_on(&self) {
-        self.on.store(true, Ordering::Release);
+        self.on.store(self.capacity > 0, Ordering::Release);
     }
 }
 
@@ -270,7 +271,7 @@ pub fn spawn_maintenance(
             let mut last_sweep: Option<Instant> = None;
             while let Some(cache) = cache.upgrade() {
                 match cursor.poll(&cache, &pool) {
-                    Ok(()) if !cache.is_on() => {
+                    Ok(()) if !cache.is_on() && cache.capacity > 0 => {
                         cache.switch_on();
                         tracing::info!("session cache on");
                     }

@@ -155,6 +155,22 @@ both_backends! {
         assert!(logout_seen_after < Duration::from_secs(1) && disable_seen_after < Duration::from_secs(1));
     }
 
+    async fn with_the_cache_off_revocation_is_immediate_everywhere(backend: Backend) {
+        let app = spawn_app_with(backend, |s| s.session_cache = false).await;
+        let peer = app.start_peer().await;
+        let cookie = session_cookie(app.login_test_user().await.headers()).unwrap();
+        let on_peer = || reqwest::Client::new().get(format!("{peer}/protected")).header("cookie", cookie.clone()).send();
+        for _ in 0..3 {
+            assert_eq!(on_peer().await.unwrap().status(), StatusCode::OK);
+        }
+
+        app.logout().await;
+
+        assert_eq!(on_peer().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        let metrics = reqwest::get(format!("{peer}/metrics")).await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("latchkey_session_cache_lookups_total{result=\"hit\"} 0"), "{metrics}");
+    }
+
     async fn sessions_survive_a_restart_with_the_kept_key(backend: Backend) {
         let app = spawn_app(backend).await;
         let cookie = session_cookie(app.login_test_user().await.headers()).unwrap();
