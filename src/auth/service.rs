@@ -4,8 +4,9 @@ use super::throttle::{self, Limits};
 use crate::audit::{self, Client, Event};
 use crate::db;
 use crate::error::AppError;
-use crate::users::{queries, User, Username};
+use crate::users::{queries, User, UserId, Username};
 use crate::web::AppState;
+use diesel::Connection as _;
 
 /// The user these credentials belong to, or `None`.
 ///
@@ -66,30 +67,45 @@ pub async fn authenticate(
     let id = found.as_ref().map(|u| u.id);
     state
         .db(move |conn| {
-            let now = db::now();
-            match (id, failure) {
-                (Some(id), None) => {
-                    if let Some(hash) = &rehash {
-                        queries::set_password_hash(conn, id, hash)?;
-                    }
-                    queries::record_login(conn, id)?;
-                    throttle::clear(conn, &name, &ip)?;
-                    audit::record(
-                        conn,
-                        Event::LoginSuccess,
-                        Some(id),
-                        Some(&name),
-                        &client,
-                        None,
-                    )?;
-                }
-                _ => {
-                    throttle::record_failure(conn, &name, &ip, now)?;
-                    audit::record(conn, Event::LoginFailure, id, Some(&name), &client, failure)?;
-                }
-            }
-            Ok(())
+            // One commit for all the bookkeeping, whatever the outcome.
+            conn.transaction(|conn| {
+                record_outcome(conn, id, failure, &name, &ip, &client, rehash.as_deref())
+            })
+            .map_err(AppError::from)
         })
         .await?;
     Ok(found.filter(|_| failure.is_none()))
+}
+
+/// The last login, the throttle count and the audit trail, after a check.
+fn record_outcome(
+    conn: &mut db::AnyConnection,
+    id: Option<UserId>,
+    failure: Option<&str>,
+    name: &str,
+    ip: &str,
+    client: &Client,
+    rehash: Option<&str>,
+) -> diesel::QueryResult<()> {
+    match (id, failure) {
+        (Some(id), None) => {
+            if let Some(hash) = rehash {
+                queries::set_password_hash(conn, id, hash)?;
+            }
+            queries::record_login(conn, id)?;
+            throttle::clear(conn, name, ip)?;
+            audit::record(
+                conn,
+                Event::LoginSuccess,
+                Some(id),
+                Some(name),
+                client,
+                None,
+            )
+        }
+        _ => {
+            throttle::record_failure(conn, name, ip, db::now())?;
+            audit::record(conn, Event::LoginFailure, id, Some(name), client, failure)
+        }
+    }
 }
