@@ -241,6 +241,7 @@ def main():
     run(["cargo", "build", "--release", "--features", "bench", "--quiet"], cwd=ROOT)
     if not shutil.which("wrk"):
         log("installing wrk")
+        run(["apt-get", "update", "-qq"], stdout=subprocess.DEVNULL)
         run(["apt-get", "install", "-y", "-qq", "wrk"], stdout=subprocess.DEVNULL)
 
     workdir = tempfile.mkdtemp(prefix="latchkey-bench-")

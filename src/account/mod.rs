@@ -20,7 +20,7 @@ use crate::sessions::store::{self, PUBLIC_ID_KEY, REMEMBER_KEY};
 use crate::sessions::Remembered;
 use crate::users::{queries as user_queries, NewPassword};
 use crate::web::flash::{self, Flash};
-use crate::web::pages::{self, STYLE_HREF};
+use crate::web::pages::{PageContext, STYLE_HREF};
 use crate::web::{self as edge, AppState, Body, BodyKind, Wants};
 
 /// One session as its owner sees it.
@@ -103,24 +103,18 @@ async fn account_page(
     error: Option<&str>,
 ) -> Result<HttpResponse, AppError> {
     let sessions = session_views(req, state, current).await?;
-    let (csrf_token, csrf_cookie) = state.csrf.token(req);
-    let notice = flash::take(req, state.settings.cookie_secure);
-    let page = AccountPage {
-        style: &STYLE_HREF,
-        username: &current.user.username,
-        sessions: &sessions,
-        csrf_token: &csrf_token,
-        notice: notice.as_ref().map(|(flash, _)| flash.message()),
-        error,
-    };
-    let mut response = pages::render(status, &page)?;
-    for cookie in csrf_cookie
-        .into_iter()
-        .chain(notice.map(|(_, clear)| clear))
-    {
-        response.add_cookie(&cookie).map_err(AppError::internal)?;
-    }
-    Ok(response)
+    let context = PageContext::new(req, state);
+    context.render(
+        status,
+        &AccountPage {
+            style: &STYLE_HREF,
+            username: &current.user.username,
+            sessions: &sessions,
+            csrf_token: &context.csrf_token,
+            notice: context.notice,
+            error,
+        },
+    )
 }
 
 /// `GET /account`.

@@ -17,7 +17,7 @@ use crate::sessions::store::{CLIENT_IP_KEY, REMEMBER_KEY, USER_AGENT_KEY};
 use crate::sessions::Remembered;
 use crate::users::{User, Username};
 use crate::web::flash::{self, Flash};
-use crate::web::pages::{self, LoginPage, ProtectedPage, STYLE_HREF};
+use crate::web::pages::{LoginPage, PageContext, ProtectedPage, STYLE_HREF};
 use crate::web::redirect::safe_next;
 use crate::web::{self as edge, AppState, Body, BodyKind, Wants};
 
@@ -180,25 +180,18 @@ fn login_page_response(
     next: &str,
     error: Option<&str>,
 ) -> Result<HttpResponse, AppError> {
-    let secure = state.settings.cookie_secure;
-    let (csrf_token, csrf_cookie) = state.csrf.token(req);
-    let notice = flash::take(req, secure);
-    let page = LoginPage {
-        style: &STYLE_HREF,
-        csrf_token: &csrf_token,
-        next,
-        username,
-        error,
-        notice: notice.as_ref().map(|(flash, _)| flash.message()),
-    };
-    let mut response = pages::render(status, &page)?;
-    for cookie in csrf_cookie
-        .into_iter()
-        .chain(notice.map(|(_, clear)| clear))
-    {
-        response.add_cookie(&cookie).map_err(AppError::internal)?;
-    }
-    Ok(response)
+    let context = PageContext::new(req, state);
+    context.render(
+        status,
+        &LoginPage {
+            style: &STYLE_HREF,
+            csrf_token: &context.csrf_token,
+            next,
+            username,
+            error,
+            notice: context.notice,
+        },
+    )
 }
 
 /// `POST /logout`: ends the session (its row is deleted). Idempotent. A form must
@@ -256,19 +249,16 @@ pub async fn protected(
             "message": format!("Hello, {username}! This is a protected route."),
         })));
     }
-    let (csrf_token, csrf_cookie) = state.csrf.token(&req);
-    let mut response = pages::render(
+    let context = PageContext::new(&req, &state);
+    context.render(
         StatusCode::OK,
         &ProtectedPage {
             style: &STYLE_HREF,
             username,
-            csrf_token: &csrf_token,
+            csrf_token: &context.csrf_token,
+            notice: context.notice,
         },
-    )?;
-    if let Some(cookie) = csrf_cookie {
-        response.add_cookie(&cookie).map_err(AppError::internal)?;
-    }
-    Ok(response)
+    )
 }
 
 /// `GET /`: on to the protected page, or to the login page.

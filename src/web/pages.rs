@@ -2,11 +2,14 @@
 
 use std::sync::LazyLock;
 
+use actix_web::cookie::Cookie;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 use sha2::{Digest as _, Sha256};
 
+use super::flash;
+use super::AppState;
 use crate::error::AppError;
 
 /// The stylesheet, embedded in the binary.
@@ -35,6 +38,7 @@ pub struct ProtectedPage<'a> {
     pub style: &'a str,
     pub username: &'a str,
     pub csrf_token: &'a str,
+    pub notice: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -43,6 +47,43 @@ pub struct ErrorPage<'a> {
     pub style: &'a str,
     pub title: &'a str,
     pub message: &'a str,
+}
+
+/// What every page with forms needs: the CSRF token (and its cookie, when the
+/// client had none) and the one-time notice (and the cookie that clears it).
+pub struct PageContext {
+    pub csrf_token: String,
+    pub notice: Option<&'static str>,
+    cookies: Vec<Cookie<'static>>,
+}
+
+impl PageContext {
+    pub fn new(req: &HttpRequest, state: &AppState) -> Self {
+        let (csrf_token, csrf_cookie) = state.csrf.token(req);
+        let mut cookies: Vec<Cookie<'static>> = csrf_cookie.into_iter().collect();
+        let notice = flash::take(req, state.settings.cookie_secure).map(|(flash, clear)| {
+            cookies.push(clear);
+            flash.message()
+        });
+        Self {
+            csrf_token,
+            notice,
+            cookies,
+        }
+    }
+
+    /// `page`, rendered with `status`, with the cookies it needs.
+    pub fn render(
+        &self,
+        status: StatusCode,
+        page: &impl Template,
+    ) -> Result<HttpResponse, AppError> {
+        let mut response = render(status, page)?;
+        for cookie in &self.cookies {
+            response.add_cookie(cookie).map_err(AppError::internal)?;
+        }
+        Ok(response)
+    }
 }
 
 /// A rendered page with the given status.
