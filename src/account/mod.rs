@@ -185,6 +185,7 @@ pub async fn revoke(
     if removed == 0 {
         return Err(AppError::NotFound);
     }
+    state.metrics.event(Event::SessionRevoked);
     // Other instances hear of it through the session events; this one at once.
     state.cache.forget_user(user_id);
     if current_session_id(&req).as_deref() == Some(public_id.as_str()) {
@@ -233,6 +234,7 @@ pub async fn logout_everywhere(
             Ok(())
         })
         .await?;
+    state.metrics.event(Event::LogoutEverywhere);
     state.cache.forget_user(user_id);
     if let Ok(identity) = req.get_identity() {
         identity.logout();
@@ -295,6 +297,7 @@ pub async fn change_password(
                 )?)
             })
             .await?;
+        state.metrics.event(Event::PasswordChangeFailed);
         return refused("Current password is incorrect.".to_owned()).await;
     }
     let new_password = match NewPassword::parse(new_password) {
@@ -322,6 +325,7 @@ pub async fn change_password(
         })
         .await?;
 
+    state.metrics.event(Event::PasswordChanged);
     state.cache.forget_user(user_id);
     // A fresh key for this session too: whoever held the old cookie is out.
     let session = req.get_session();

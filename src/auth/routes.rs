@@ -218,6 +218,7 @@ pub async fn logout(
                 )?)
             })
             .await?;
+        state.metrics.event(Event::Logout);
     }
     let clear_site_data = (HeaderName::from_static("clear-site-data"), "\"cache\"");
     if body.kind == BodyKind::Form {

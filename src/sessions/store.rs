@@ -82,8 +82,8 @@ impl DbSessionStore {
         }
     }
 
-    /// A live session from the cache, slid when due; `Err(())` when the cache has
-    /// nothing to say (a miss), `Ok(None)` when the session turned out to be over.
+    /// A live session from the cache, slid when due; `Err(CacheMiss)` when the
+    /// cache has nothing to say, `Ok(None)` when the session turned out to be over.
     async fn load_cached(
         &self,
         key_hash: &str,

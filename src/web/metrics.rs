@@ -15,6 +15,7 @@ use prometheus::{
 };
 
 use super::AppState;
+use crate::audit::Event;
 use crate::error::AppError;
 
 #[derive(Clone)]
@@ -23,6 +24,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     request_seconds: HistogramVec,
     logins: IntCounterVec,
+    events: IntCounterVec,
     pool_wait_seconds: prometheus::Histogram,
     pool_timeouts: IntCounter,
     hash_computed: IntGauge,
@@ -60,6 +62,13 @@ impl Metrics {
                 "Login attempts by outcome (success, bad_password, unknown_user, disabled, throttled).",
             ),
             &["outcome"],
+        )?;
+        let events = IntCounterVec::new(
+            Opts::new(
+                "auth_events_total",
+                "Authentication events served by this instance, as in the audit trail.",
+            ),
+            &["event"],
         )?;
         let pool_wait_seconds = prometheus::Histogram::with_opts(
             HistogramOpts::new(
@@ -100,6 +109,7 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
         registry.register(Box::new(logins.clone()))?;
+        registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(pool_wait_seconds.clone()))?;
         registry.register(Box::new(pool_timeouts.clone()))?;
         registry.register(Box::new(hash_computed.clone()))?;
@@ -123,6 +133,7 @@ impl Metrics {
             requests,
             request_seconds,
             logins,
+            events,
             pool_wait_seconds,
             pool_timeouts,
             hash_computed,
@@ -143,8 +154,19 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// A login attempt's outcome (also counted as its authentication event).
     pub fn login(&self, outcome: &str) {
         self.logins.with_label_values(&[outcome]).inc();
+        self.event(match outcome {
+            "success" => Event::LoginSuccess,
+            "throttled" => Event::LoginThrottled,
+            _ => Event::LoginFailure,
+        });
+    }
+
+    /// An authentication event, as recorded in the audit trail.
+    pub fn event(&self, event: Event) {
+        self.events.with_label_values(&[event.as_str()]).inc();
     }
 
     pub fn pool_wait(&self, waited: Duration, timed_out: bool) {

@@ -24,6 +24,7 @@ both_backends! {
         app.login("nobody", "not it").await;
         app.login_test_user().await;
         app.get("/protected").await;
+        app.logout().await;
         let response = app.get("/metrics").await;
 
         assert_eq!(response.status(), StatusCode::OK);
@@ -39,7 +40,10 @@ both_backends! {
         );
         assert_eq!(moved("latchkey_http_requests_total{method=\"POST\",route=\"/login\",status=\"401\"}"), 2.0);
         assert!(moved("latchkey_hash_computed_total") >= 3.0);
-        assert_eq!(sample(&after, "latchkey_sessions_active"), 1.0);
+        assert_eq!(moved("latchkey_auth_events_total{event=\"login_failure\"}"), 2.0);
+        assert_eq!(moved("latchkey_auth_events_total{event=\"login_success\"}"), 1.0);
+        assert_eq!(moved("latchkey_auth_events_total{event=\"logout\"}"), 1.0);
+        assert_eq!(sample(&after, "latchkey_sessions_active"), 0.0, "logged out");
         for series in [
             "latchkey_http_request_duration_seconds_bucket",
             "latchkey_db_pool_wait_seconds_count",
