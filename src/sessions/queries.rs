@@ -4,9 +4,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::events;
-use crate::db::schema::sessions;
+use crate::db::schema::{sessions, users};
 use crate::db::AnyConnection;
-use crate::users::UserId;
+use crate::users::{User, UserId};
 
 /// A stored session.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -53,6 +53,21 @@ pub fn find_live(
         .find(key_hash)
         .filter(sessions::expires_at.gt(now))
         .select(SessionRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The live session stored under `key_hash` and its user, in one query.
+pub fn find_live_with_user(
+    conn: &mut AnyConnection,
+    key_hash: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Option<(SessionRow, Option<User>)>> {
+    sessions::table
+        .left_join(users::table)
+        .filter(sessions::key_hash.eq(key_hash))
+        .filter(sessions::expires_at.gt(now))
+        .select((SessionRow::as_select(), Option::<User>::as_select()))
         .first(conn)
         .optional()
 }

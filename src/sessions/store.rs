@@ -32,7 +32,7 @@ use sha2::{Digest as _, Sha256};
 use super::cache::{CachedSession, SessionCache};
 use super::queries::{self, NewSession};
 use crate::db::{self, Pool};
-use crate::users::UserId;
+use crate::users::{User, UserId};
 
 /// Session-state keys this crate writes, mirrored into columns.
 pub const USER_ID_KEY: &str = "actix_identity.user_id";
@@ -174,13 +174,14 @@ pub fn is_remembered(row: &queries::SessionRow) -> bool {
 /// The cache had nothing to say: ask the database.
 struct CacheMiss;
 
-/// Loads a live session and slides its expiry when due (see the module docs).
+/// Loads a live session (and its user, in the same query) and slides its
+/// expiry when due (see the module docs).
 fn load_and_slide(
     conn: &mut db::AnyConnection,
     key_hash: &str,
-) -> anyhow::Result<Option<queries::SessionRow>> {
+) -> anyhow::Result<Option<(queries::SessionRow, Option<User>)>> {
     let now = db::now();
-    let Some(mut row) = queries::find_live(conn, key_hash, now)? else {
+    let Some((mut row, user)) = queries::find_live_with_user(conn, key_hash, now)? else {
         return Ok(None);
     };
     let slid = slid_expiry(now, &row);
@@ -188,7 +189,7 @@ fn load_and_slide(
         queries::extend(conn, key_hash, now, slid)?;
         row.expires_at = slid;
     }
-    Ok(Some(row))
+    Ok(Some((row, user)))
 }
 
 impl SessionStore for DbSessionStore {
@@ -202,7 +203,7 @@ impl SessionStore for DbSessionStore {
         }
         let generation = self.cache.generation();
         let lookup = key_hash.clone();
-        let Some(row) = self
+        let Some((row, user)) = self
             .with_conn(move |conn| load_and_slide(conn, &lookup))
             .await
             .map_err(LoadError::Other)?
@@ -211,6 +212,10 @@ impl SessionStore for DbSessionStore {
         };
         let state: HashMap<String, String> = serde_json::from_str(&row.state)
             .map_err(|e| LoadError::Deserialization(anyhow::Error::new(e)))?;
+        // The user came with the session: `CurrentUser` needs no query of its own.
+        if let Some(user) = user {
+            self.cache.put_user(generation, user);
+        }
         self.cache.put_session(
             generation,
             key_hash,
