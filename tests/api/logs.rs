@@ -82,6 +82,14 @@ impl Served {
     }
 }
 
+impl Drop for Served {
+    /// A test that fails half-way must not leave its server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 both_backends! {
     async fn the_log_has_a_line_per_request_and_no_secret(backend: Backend) {
         let db = TestDb::new(backend);
