@@ -18,7 +18,7 @@ use crate::error::AppError;
 use crate::sessions::queries as session_queries;
 use crate::sessions::store::{self, PUBLIC_ID_KEY, REMEMBER_KEY};
 use crate::sessions::Remembered;
-use crate::users::{queries as user_queries, NewPassword};
+use crate::users::{queries as user_queries, NewPassword, UserId};
 use crate::web::flash::{self, Flash};
 use crate::web::pages::{PageContext, STYLE_HREF};
 use crate::web::{self as edge, AppState, Body, BodyKind, Wants};
@@ -135,6 +135,13 @@ pub async fn show(
     })))
 }
 
+/// After an account action: count it, and forget the user's cached sessions
+/// here at once (other instances hear of it through the session events).
+fn acted(state: &AppState, user_id: UserId, event: Event) {
+    state.metrics.event(event);
+    state.cache.forget_user(user_id);
+}
+
 /// The answer to a successful account action: a message for programs, or
 /// `303` to `location` with a one-time notice for browsers.
 fn done(
@@ -185,9 +192,7 @@ pub async fn revoke(
     if removed == 0 {
         return Err(AppError::NotFound);
     }
-    state.metrics.event(Event::SessionRevoked);
-    // Other instances hear of it through the session events; this one at once.
-    state.cache.forget_user(user_id);
+    acted(&state, user_id, Event::SessionRevoked);
     if current_session_id(&req).as_deref() == Some(public_id.as_str()) {
         // This very session: its row is gone; clear the cookie too.
         if let Ok(identity) = req.get_identity() {
@@ -234,8 +239,7 @@ pub async fn logout_everywhere(
             Ok(())
         })
         .await?;
-    state.metrics.event(Event::LogoutEverywhere);
-    state.cache.forget_user(user_id);
+    acted(&state, user_id, Event::LogoutEverywhere);
     if let Ok(identity) = req.get_identity() {
         identity.logout();
     }
@@ -325,8 +329,7 @@ pub async fn change_password(
         })
         .await?;
 
-    state.metrics.event(Event::PasswordChanged);
-    state.cache.forget_user(user_id);
+    acted(&state, user_id, Event::PasswordChanged);
     // A fresh key for this session too: whoever held the old cookie is out.
     let session = req.get_session();
     let remembered = session

@@ -2,7 +2,7 @@
 
 use actix_identity::IdentityExt as _;
 use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpMessage as _, HttpRequest};
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
 use crate::error::AppError;
@@ -28,9 +28,7 @@ impl FromRequest for CurrentUser {
                 identity.logout();
                 return Err(AppError::LoginRequired);
             };
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .ok_or_else(|| AppError::internal(anyhow::anyhow!("AppState is not registered")))?;
+            let state = AppState::of(&req)?;
             let user = match state.cache.user(id) {
                 Some(user) => Some(user),
                 None => {

@@ -3,7 +3,7 @@
 
 use actix_identity::Identity;
 use actix_session::SessionExt as _;
-use actix_web::http::header::{self, HeaderName};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{guard, web, HttpMessage as _, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -61,14 +61,14 @@ async fn sign_in(
     remember: bool,
 ) -> Result<User, AppError> {
     let username = Username::parse(username).map_err(AppError::BadRequest)?;
-    let user = service::authenticate(state, &username, password, Client::of(req))
+    let client = Client::of(req);
+    let user = service::authenticate(state, &username, password, client.clone())
         .await?
         .ok_or(AppError::Unauthorized(INVALID_CREDENTIALS))?;
 
     // Renews the session: a new key, the old row deleted (no fixation).
     Identity::login(&req.extensions(), user.id.to_string()).map_err(AppError::internal)?;
     let session = req.get_session();
-    let client = Client::of(req);
     for (key, value) in [
         (CLIENT_IP_KEY, client.ip),
         (USER_AGENT_KEY, client.user_agent),
@@ -220,21 +220,21 @@ pub async fn logout(
             .await?;
         state.metrics.event(Event::Logout);
     }
-    let clear_site_data = (HeaderName::from_static("clear-site-data"), "\"cache\"");
-    if body.kind == BodyKind::Form {
+    let mut response = if body.kind == BodyKind::Form {
         let mut response = edge::see_other("/login");
-        response.headers_mut().insert(
-            clear_site_data.0,
-            header::HeaderValue::from_static(clear_site_data.1),
-        );
         response
             .add_cookie(&flash::set(Flash::LoggedOut, state.settings.cookie_secure))
             .map_err(AppError::internal)?;
-        return Ok(response);
-    }
-    Ok(HttpResponse::Ok()
-        .insert_header(clear_site_data)
-        .json(json!({ "message": "Logout successful!" })))
+        response
+    } else {
+        HttpResponse::Ok().json(json!({ "message": "Logout successful!" }))
+    };
+    // The back button must not show what this browser saw while signed in.
+    response.headers_mut().insert(
+        HeaderName::from_static("clear-site-data"),
+        HeaderValue::from_static("\"cache\""),
+    );
+    Ok(response)
 }
 
 /// `GET /protected`: the greeting, as JSON or as a page with a logout button.

@@ -111,18 +111,22 @@ impl SessionCache {
     }
 
     pub fn session(&self, key_hash: &str) -> Option<CachedSession> {
-        let found = self.is_on().then(|| {
-            let entries = self.entries();
-            let hit = entries.sessions.get(key_hash)?;
-            (hit.cached_at.elapsed() < MAX_AGE).then(|| hit.clone())
-        });
-        let counter = if matches!(found, Some(Some(_))) {
+        let found = if self.is_on() {
+            self.entries()
+                .sessions
+                .get(key_hash)
+                .filter(|hit| hit.cached_at.elapsed() < MAX_AGE)
+                .cloned()
+        } else {
+            None
+        };
+        let counter = if found.is_some() {
             &self.hits
         } else {
             &self.misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        found.flatten()
+        found
     }
 
     /// Session lookups answered from the cache, and those that were not.

@@ -43,20 +43,6 @@ pub struct NewSession<'a> {
     pub user_agent: Option<&'a str>,
 }
 
-/// The live (unexpired) session stored under `key_hash`.
-pub fn find_live(
-    conn: &mut AnyConnection,
-    key_hash: &str,
-    now: NaiveDateTime,
-) -> QueryResult<Option<SessionRow>> {
-    sessions::table
-        .find(key_hash)
-        .filter(sessions::expires_at.gt(now))
-        .select(SessionRow::as_select())
-        .first(conn)
-        .optional()
-}
-
 /// The live session stored under `key_hash` and its user, in one query.
 pub fn find_live_with_user(
     conn: &mut AnyConnection,

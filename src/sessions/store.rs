@@ -94,8 +94,12 @@ impl DbSessionStore {
             self.cache.forget_session(key_hash);
             return Ok(None);
         }
-        let slid = expiry(now, hit.ttl_seconds).min(hit.absolute_expires_at);
-        if slid > hit.expires_at && due_for_extension(now, hit.expires_at, hit.ttl_seconds) {
+        if let Some(slid) = slide(
+            now,
+            hit.expires_at,
+            hit.ttl_seconds,
+            hit.absolute_expires_at,
+        ) {
             let owned = key_hash.to_owned();
             let extended = self
                 .with_conn(move |conn| Ok(queries::extend(conn, &owned, now, slid)?))
@@ -136,9 +140,16 @@ fn expiry(now: NaiveDateTime, ttl_seconds: i64) -> NaiveDateTime {
     now + chrono::Duration::seconds(ttl_seconds)
 }
 
-/// The expiry a use at `now` gives: one idle window on, never past the absolute limit.
-fn slid_expiry(now: NaiveDateTime, row: &queries::SessionRow) -> NaiveDateTime {
-    expiry(now, row.ttl_seconds).min(row.absolute_expires_at)
+/// The new expiry a use at `now` gives — one idle window on, never past the
+/// absolute limit — when it is due to be written (see the module docs).
+fn slide(
+    now: NaiveDateTime,
+    expires_at: NaiveDateTime,
+    ttl_seconds: i64,
+    absolute_expires_at: NaiveDateTime,
+) -> Option<NaiveDateTime> {
+    let slid = expiry(now, ttl_seconds).min(absolute_expires_at);
+    (slid > expires_at && due_for_extension(now, expires_at, ttl_seconds)).then_some(slid)
 }
 
 /// Whether a session last extended to `expires_at` is due for another extension.
@@ -184,8 +195,12 @@ fn load_and_slide(
     let Some((mut row, user)) = queries::find_live_with_user(conn, key_hash, now)? else {
         return Ok(None);
     };
-    let slid = slid_expiry(now, &row);
-    if slid > row.expires_at && due_for_extension(now, row.expires_at, row.ttl_seconds) {
+    if let Some(slid) = slide(
+        now,
+        row.expires_at,
+        row.ttl_seconds,
+        row.absolute_expires_at,
+    ) {
         queries::extend(conn, key_hash, now, slid)?;
         row.expires_at = slid;
     }

@@ -56,10 +56,6 @@ impl PasswordHasher {
         })
     }
 
-    pub fn cost(&self) -> u32 {
-        self.inner.cost
-    }
-
     pub fn stats(&self) -> HasherStats {
         HasherStats {
             computed: self.inner.computed.load(Ordering::Relaxed),

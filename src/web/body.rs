@@ -2,7 +2,7 @@
 
 use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
@@ -37,12 +37,13 @@ impl BodyKind {
         match essence.as_str() {
             "application/json" => Ok(Some(Self::Json)),
             "application/x-www-form-urlencoded" => Ok(Some(Self::Form)),
-            _ => Err(unsupported()),
+            _ => Err(unsupported_media_type()),
         }
     }
 }
 
-fn unsupported() -> AppError {
+/// A body of no kind we read (or of no kind at all).
+pub fn unsupported_media_type() -> AppError {
     AppError::UnsupportedMediaType(
         "Send the body as application/json or application/x-www-form-urlencoded.",
     )
@@ -60,7 +61,7 @@ pub fn parse<T: DeserializeOwned>(
             .map_err(|e| AppError::BadRequest(format!("Invalid form: {e}."))),
         Some(BodyKind::Json) | None => {
             if kind.is_none() && !bytes.is_empty() {
-                return Err(unsupported());
+                return Err(unsupported_media_type());
             }
             let json: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
                 b"{}"
@@ -83,10 +84,7 @@ fn check_csrf(req: &HttpRequest, form: &[u8]) -> Result<(), AppError> {
     let token = serde_urlencoded::from_bytes::<Token>(form)
         .ok()
         .and_then(|t| t.csrf_token);
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("AppState is not registered")))?;
-    if state.csrf.verify(req, token.as_deref()) {
+    if AppState::of(req)?.csrf.verify(req, token.as_deref()) {
         Ok(())
     } else {
         Err(AppError::Forbidden(
@@ -109,18 +107,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        // A declared length over the limit was refused by the edge already;
+        // this counts what actually arrives (chunked bodies declare none).
         let kind = BodyKind::of(req.headers());
-        let declared_len = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
         let mut payload = payload.take();
         let req = req.clone();
         Box::pin(async move {
-            if declared_len.is_some_and(|len| len > MAX_BODY_BYTES) {
-                return Err(AppError::PayloadTooLarge);
-            }
             let mut bytes = Vec::new();
             while let Some(chunk) = payload.next().await {
                 let chunk =

@@ -22,7 +22,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage as _, HttpResponse, ResponseError as _};
 
-use super::body::{BodyKind, MAX_BODY_BYTES};
+use super::body::{unsupported_media_type, BodyKind, MAX_BODY_BYTES};
 use super::pages::{self, ErrorPage, STYLE_HREF};
 use super::{AppState, Wants};
 use crate::error::{AppError, ErrorInfo};
@@ -40,19 +40,16 @@ pub async fn edge(
     let started = std::time::Instant::now();
     let request_id = request_id(req.headers());
     let method = req.method().clone();
-    let path = req.path().to_owned();
+    // A cheap clone (shared bytes): the path for the log line, and where a
+    // browser sent to the login page comes back to.
+    let uri = req.uri().clone();
     let wants = Wants::of(req.headers());
     req.extensions_mut().insert(wants);
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let settings = state.as_ref().map(|state| state.settings.clone());
-    let secure = settings.as_ref().is_some_and(|s| s.cookie_secure);
-    let is_get = req.method() == Method::GET;
-    let here = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| req.path().to_owned(), |pq| pq.as_str().to_owned());
-
-    let get_path = is_get.then_some(here.as_str());
+    let settings = state.as_ref().map(|state| &state.settings);
+    let secure = settings.is_some_and(|s| s.cookie_secure);
+    let get_path =
+        (method == Method::GET).then(|| uri.path_and_query().map_or(uri.path(), |pq| pq.as_str()));
     let finish = |response: HttpResponse<BoxBody>| {
         let mut response =
             if response.status().is_client_error() || response.status().is_server_error() {
@@ -61,7 +58,7 @@ pub async fn edge(
                 response
             };
         let remembered = response.extensions().get::<Remembered>().is_some();
-        if let (Some(settings), true) = (&settings, remembered) {
+        if let (Some(settings), true) = (settings, remembered) {
             persist_session_cookie(
                 response.headers_mut(),
                 cookie_name(settings.cookie_secure),
@@ -86,7 +83,7 @@ pub async fn edge(
         tracing::info!(
             target: "latchkey::request",
             method = %method,
-            path = %path,
+            path = %uri.path(),
             status = status.as_u16(),
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
             request_id = %request_id,
@@ -166,9 +163,7 @@ fn check_unsafe_request(req: &ServiceRequest) -> Result<(), AppError> {
     let has_body =
         length.is_some_and(|len| len > 0) || headers.contains_key(header::TRANSFER_ENCODING);
     if has_body && BodyKind::of(headers)?.is_none() {
-        return Err(AppError::UnsupportedMediaType(
-            "Say what the body is: Content-Type application/json or application/x-www-form-urlencoded.",
-        ));
+        return Err(unsupported_media_type());
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use actix_web::web;
+use actix_web::{web, HttpRequest};
 
 use super::csrf::Csrf;
 use super::metrics::Metrics;
@@ -22,6 +22,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state registered with the app (every route has it).
+    pub fn of(req: &HttpRequest) -> Result<&web::Data<AppState>, AppError> {
+        req.app_data::<web::Data<AppState>>()
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("AppState is not registered")))
+    }
+
     /// Runs `job` with a pooled connection on the blocking pool. A checkout that
     /// times out (database away or saturated) becomes `503`.
     pub async fn db<T: Send + 'static>(

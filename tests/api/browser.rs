@@ -4,9 +4,9 @@
 //! axe-core from npm (installed into `node_modules/` on first use). One
 //! chromedriver serves the whole test process and stops when it exits.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -26,31 +26,20 @@ fn find_program(names: &[&str]) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-// The watchdog is meant to outlive this process: it is never waited for.
-#[allow(clippy::zombie_processes)]
 fn driver_url() -> &'static str {
     DRIVER_URL.get_or_init(|| {
         let driver = find_program(&["chromedriver"]).expect(
             "chromedriver not found: install Debian's chromium and chromium-driver (see README)",
         );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         // chromedriver, stopped once this test process is gone.
-        let script = format!(
-            "'{driver}' --port={port} >/dev/null 2>&1 & child=$!; \
-             while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; kill $child",
-            driver = driver.display(),
-            pid = std::process::id(),
+        until_this_process_exits(
+            &format!(
+                "'{}' --port={port} >/dev/null 2>&1 & child=$!;",
+                driver.display()
+            ),
+            "kill $child",
         );
-        Command::new("setsid")
-            .args(["sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(

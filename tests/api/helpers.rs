@@ -96,6 +96,33 @@ impl Drop for TestDb {
     }
 }
 
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Runs `start` (shell), then `cleanup` once this test process has exited,
+/// however it exits, from a detached shell: how the throwaway Postgres
+/// cluster and chromedriver never outlive a test run.
+// The watchdog is meant to outlive this process: it is never waited for.
+#[allow(clippy::zombie_processes)]
+pub fn until_this_process_exits(start: &str, cleanup: &str) {
+    let script = format!(
+        "{start} while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {cleanup}",
+        pid = std::process::id(),
+    );
+    Command::new("setsid")
+        .args(["sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a watchdog");
+}
+
 /// Runs the real binary with a clean environment: only `env` and what a shell needs.
 pub fn run_cli(args: &[&str], stdin: &str, env: &[(&str, &str)], cwd: &std::path::Path) -> Output {
     use std::io::Write as _;

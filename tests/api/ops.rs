@@ -79,7 +79,7 @@ both_backends! {
         assert!(db.cli(&["migrate"], "").status.success());
         // A slow login: bcrypt at cost 13 takes a good fraction of a second.
         add_user(&db, "slow", "a slow enough password", 13);
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let mut server = Command::new(env!("CARGO_BIN_EXE_latchkey"))
             .env_clear()
             .env("DATABASE_URL", db.url_string())

@@ -5,11 +5,12 @@
 //! temporary directory. A detached watchdog stops it and removes the directory
 //! when the test process exits, however it exits.
 
-use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
+
+use crate::helpers::{free_port, until_this_process_exits};
 
 static ADMIN_URL: OnceLock<String> = OnceLock::new();
 static SHARED: OnceLock<Cluster> = OnceLock::new();
@@ -89,8 +90,6 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    // The watchdog is meant to outlive this process: it is never waited for.
-    #[allow(clippy::zombie_processes)]
     pub fn start_new() -> Self {
         let bin = find_bin_dir();
         let as_root = is_root();
@@ -105,10 +104,7 @@ impl Cluster {
             chown.arg("postgres:postgres").arg(&root);
             run(chown, "chown");
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         let cluster = Self {
             bin,
             as_root,
@@ -130,21 +126,15 @@ impl Cluster {
         cluster.start();
 
         // Stop the cluster and remove its files once this process is gone.
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
-             {pg_ctl} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{root}'",
-            pid = std::process::id(),
-            pg_ctl = cluster.pg_ctl_line(),
-            data = cluster.data().display(),
-            root = cluster.root.display(),
+        until_this_process_exits(
+            "",
+            &format!(
+                "{pg_ctl} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{root}'",
+                pg_ctl = cluster.pg_ctl_line(),
+                data = cluster.data().display(),
+                root = cluster.root.display(),
+            ),
         );
-        Command::new("setsid")
-            .args(["sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the cluster's watchdog");
         cluster
     }
 
