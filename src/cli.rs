@@ -8,14 +8,17 @@ use std::io::{BufRead as _, IsTerminal as _};
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::Connection as _;
 
-use crate::audit::{self, Client, Event};
+use crate::account::ops::{self, Sessions};
+use crate::audit::{self, Entry, Event};
 use crate::config::Settings;
 use crate::db::{self, AnyConnection};
 use crate::sessions::queries as session_queries;
 use crate::startup::Application;
-use crate::users::{queries, NewPassword, NewUser, User, Username};
+use crate::users::{hasher, queries, NewPassword, NewUser, User, Username};
+
+/// What the audit trail says of every change made from the command line.
+const BY_ADMIN: &str = "by admin (cli)";
 
 #[derive(Debug, Parser)]
 #[command(name = "latchkey", version, about = "A login/logout server")]
@@ -99,7 +102,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::HashPassword { password_stdin } => {
             let settings = Settings::from_env()?;
             let password = read_new_password(password_stdin)?;
-            println!("{}", bcrypt::hash(password.expose(), settings.bcrypt_cost)?);
+            println!("{}", hasher::hash(&password, settings.bcrypt_cost)?);
             Ok(())
         }
     }
@@ -129,115 +132,116 @@ fn open(settings: &Settings) -> anyhow::Result<AnyConnection> {
 
 fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
     let conn = &mut open(settings)?;
+    let admin = |event| Entry::new(event).detail(BY_ADMIN);
     match command {
         UserCommand::Add {
             name,
             password_stdin,
-        } => {
-            let username = Username::parse(&name).map_err(anyhow::Error::msg)?;
-            let password = read_new_password(password_stdin)?;
-            let hash = bcrypt::hash(password.expose(), settings.bcrypt_cost)?;
-            let new_user = NewUser {
-                username: username.as_str(),
-                password_hash: &hash,
-            };
-            let user = queries::insert(conn, &new_user).map_err(|e| match e {
-                DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                    anyhow::anyhow!("user {username:?} already exists")
-                }
-                other => other.into(),
-            })?;
-            audit_admin(conn, Event::UserCreated, &user, Some("by admin (cli)"))?;
-            println!("created user {:?} (id {})", user.username, user.id);
-        }
-        UserCommand::List => {
-            println!(
-                "{:>6}  {:<24} {:<8} {:<20} LAST LOGIN",
-                "ID", "USERNAME", "ACTIVE", "CREATED"
-            );
-            for user in queries::list(conn)? {
-                println!(
-                    "{:>6}  {:<24} {:<8} {:<20} {}",
-                    user.id,
-                    user.username,
-                    if user.is_active { "yes" } else { "no" },
-                    user.created_at.format("%Y-%m-%d %H:%M:%S"),
-                    user.last_login_at.map_or_else(
-                        || "never".to_owned(),
-                        |t| t.format("%Y-%m-%d %H:%M:%S").to_string()
-                    ),
-                );
-            }
-        }
+        } => add_user(conn, settings, &name, password_stdin),
+        UserCommand::List => list_users(conn),
         UserCommand::Passwd {
             name,
             password_stdin,
         } => {
             let user = find(conn, &name)?;
             let password = read_new_password(password_stdin)?;
-            let hash = bcrypt::hash(password.expose(), settings.bcrypt_cost)?;
-            let ended = conn.transaction(|conn| {
-                queries::set_password_hash(conn, user.id, &hash)?;
-                let ended = session_queries::delete_for_user(conn, user.id)?;
-                audit_admin(conn, Event::PasswordChanged, &user, Some("by admin (cli)"))?;
-                Ok::<_, DieselError>(ended)
-            })?;
+            let hash = hasher::hash(&password, settings.bcrypt_cost)?;
+            let entry = admin(Event::PasswordChanged).of(&user);
+            let ended = ops::set_password(conn, user.id, &hash, Sessions::All, entry)?;
             println!("password changed for {name:?}; {ended} session(s) ended");
+            Ok(())
         }
         UserCommand::Disable { name } => {
             let user = find(conn, &name)?;
-            let ended = conn.transaction(|conn| {
-                queries::set_active(conn, user.id, false)?;
-                let ended = session_queries::delete_for_user(conn, user.id)?;
-                audit_admin(conn, Event::UserDisabled, &user, Some("by admin (cli)"))?;
-                Ok::<_, DieselError>(ended)
-            })?;
+            let ended = ops::disable(conn, user.id, admin(Event::UserDisabled).of(&user))?;
             println!("disabled {name:?}; {ended} session(s) ended");
+            Ok(())
         }
         UserCommand::Enable { name } => {
             let user = find(conn, &name)?;
-            queries::set_active(conn, user.id, true)?;
-            audit_admin(conn, Event::UserEnabled, &user, Some("by admin (cli)"))?;
+            ops::enable(conn, user.id, admin(Event::UserEnabled).of(&user))?;
             println!("enabled {name:?}");
+            Ok(())
         }
         UserCommand::Remove { name } => {
             let user = find(conn, &name)?;
-            let ended = conn.transaction(|conn| {
-                let ended = session_queries::delete_for_user(conn, user.id)?;
-                audit_admin(conn, Event::UserRemoved, &user, Some("by admin (cli)"))?;
-                queries::delete(conn, user.id)?;
-                Ok::<_, DieselError>(ended)
-            })?;
+            let ended = ops::remove(conn, user.id, admin(Event::UserRemoved).of(&user))?;
             println!("removed {name:?}; {ended} session(s) ended");
+            Ok(())
         }
-        UserCommand::Sessions { name } => {
-            let user = find(conn, &name)?;
-            let sessions = session_queries::list_for_user(conn, user.id, db::now())?;
-            println!(
-                "{:<20} {:<20} {:<20} {:<40} USER AGENT",
-                "CREATED", "LAST SEEN", "EXPIRES", "CLIENT"
-            );
-            let time = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
-            for s in &sessions {
-                println!(
-                    "{:<20} {:<20} {:<20} {:<40} {}",
-                    time(s.created_at),
-                    time(s.last_seen_at),
-                    time(s.expires_at),
-                    s.client_ip.as_deref().unwrap_or("-"),
-                    s.user_agent.as_deref().unwrap_or("-"),
-                );
-            }
-            println!("{} active session(s)", sessions.len());
-        }
+        UserCommand::Sessions { name } => list_sessions(conn, &name),
         UserCommand::Logout { name } => {
             let user = find(conn, &name)?;
-            let ended = session_queries::delete_for_user(conn, user.id)?;
-            let detail = format!("{ended} session(s), by admin (cli)");
-            audit_admin(conn, Event::SessionsEnded, &user, Some(&detail))?;
+            let entry = admin(Event::SessionsEnded).of(&user);
+            let ended = ops::end_sessions(conn, user.id, Sessions::All, entry)?;
             println!("ended {ended} session(s) of {name:?}");
+            Ok(())
         }
     }
+}
+
+fn add_user(
+    conn: &mut AnyConnection,
+    settings: &Settings,
+    name: &str,
+    password_stdin: bool,
+) -> anyhow::Result<()> {
+    let username = Username::parse(name)?;
+    let password = read_new_password(password_stdin)?;
+    let hash = hasher::hash(&password, settings.bcrypt_cost)?;
+    let new_user = NewUser {
+        username: username.as_str(),
+        password_hash: &hash,
+    };
+    let entry = Entry::new(Event::UserCreated).detail(BY_ADMIN);
+    let user = ops::create(conn, &new_user, entry).map_err(|e| match e {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            anyhow::anyhow!("user {username:?} already exists")
+        }
+        other => other.into(),
+    })?;
+    println!("created user {:?} (id {})", user.username, user.id);
+    Ok(())
+}
+
+fn list_users(conn: &mut AnyConnection) -> anyhow::Result<()> {
+    let time = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
+    println!(
+        "{:>6}  {:<24} {:<8} {:<20} LAST LOGIN",
+        "ID", "USERNAME", "ACTIVE", "CREATED"
+    );
+    for user in queries::list(conn)? {
+        println!(
+            "{:>6}  {:<24} {:<8} {:<20} {}",
+            user.id,
+            user.username,
+            if user.is_active { "yes" } else { "no" },
+            time(user.created_at),
+            user.last_login_at.map_or_else(|| "never".to_owned(), time),
+        );
+    }
+    Ok(())
+}
+
+fn list_sessions(conn: &mut AnyConnection, name: &str) -> anyhow::Result<()> {
+    let user = find(conn, name)?;
+    let sessions = session_queries::list_for_user(conn, user.id, db::now())?;
+    println!(
+        "{:<20} {:<20} {:<20} {:<40} USER AGENT",
+        "CREATED", "LAST SEEN", "EXPIRES", "CLIENT"
+    );
+    let time = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
+    for s in &sessions {
+        println!(
+            "{:<20} {:<20} {:<20} {:<40} {}",
+            time(s.created_at),
+            time(s.last_seen_at),
+            time(s.expires_at),
+            s.client_ip.as_deref().unwrap_or("-"),
+            s.user_agent.as_deref().unwrap_or("-"),
+        );
+    }
+    println!("{} active session(s)", sessions.len());
     Ok(())
 }
 
@@ -271,23 +275,6 @@ fn print_audit(conn: &mut AnyConnection, user: Option<&str>, limit: u32) -> anyh
     Ok(())
 }
 
-/// Records what an admin did from the command line.
-fn audit_admin(
-    conn: &mut AnyConnection,
-    event: Event,
-    user: &User,
-    detail: Option<&str>,
-) -> diesel::QueryResult<()> {
-    audit::record(
-        conn,
-        event,
-        Some(user.id),
-        Some(&user.username),
-        &Client::default(),
-        detail,
-    )
-}
-
 fn find(conn: &mut AnyConnection, name: &str) -> anyhow::Result<User> {
     queries::find_by_username(conn, name)?.with_context(|| format!("no user named {name:?}"))
 }
@@ -317,5 +304,5 @@ fn read_new_password(from_stdin: bool) -> anyhow::Result<NewPassword> {
         }
         first
     };
-    NewPassword::parse(password).map_err(anyhow::Error::msg)
+    Ok(NewPassword::parse(password)?)
 }

@@ -240,6 +240,17 @@ impl Settings {
         })
     }
 
+    /// The name of one of latchkey's cookies (`latchkey_session`, `latchkey_csrf`,
+    /// ...): with `Secure`, the `__Host-` prefix pins it to this host, `Path=/`
+    /// and HTTPS, so a sibling subdomain cannot set or shadow it.
+    pub fn cookie_name(&self, base: &str) -> String {
+        if self.cookie_secure {
+            format!("__Host-{base}")
+        } else {
+            base.to_owned()
+        }
+    }
+
     /// The configured key, or the one kept in `latchkey.key` (created, mode 0600, on first use).
     pub fn secret_key(&self) -> anyhow::Result<SecretKey> {
         if let Some(key) = &self.secret_key {

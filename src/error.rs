@@ -1,6 +1,19 @@
-//! The one error type of the web layer, and its single status mapping.
+//! Which error type to use where, and the one status mapping of the web layer.
 //!
-//! Policy:
+//! Error types, by layer:
+//! - **Domain code** (`users`, `sessions`, `audit`, `account::ops`, `auth::throttle`)
+//!   returns typed errors that know nothing of HTTP: `diesel::QueryResult` for
+//!   plain SQL, [`DbError`] when a job also needs a pooled connection,
+//!   [`UsernameError`] / [`PasswordError`] from the validators, [`HashError`]
+//!   from the hasher.
+//! - **Handlers and extractors** return [`AppError`]. Every domain error
+//!   converts into it by `From` here, at the HTTP edge, so `?` does the mapping
+//!   and no handler chooses a status for a database or hashing failure.
+//! - **Start-up and the command line** use `anyhow` (one line to the operator),
+//!   except `config`, whose [`ConfigError`](crate::config::ConfigError) always
+//!   names the variable at fault.
+//!
+//! Status policy:
 //! - A client's mistake gets its own status and a message meant for that client
 //!   (`400`, `401`, `403`, `404`, `405`, `409`, `413`, `415`, `429`).
 //! - Diesel `NotFound` is `404`; a unique violation is `409`.
@@ -9,12 +22,15 @@
 //! - Anything else is `500`: the cause chain goes to the log, the client gets a
 //!   generic message and nothing of the cause.
 //!
-//! The body is `{"message": ...}`; the web layer renders the same error as an
-//! HTML page for browsers.
+//! The body is `{"message": ...}`; the shell's edge middleware renders the same
+//! error as an HTML page for browsers, titled from the same table ([`status_text`]).
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use crate::db::DbError;
+use crate::users::{HashError, PasswordError, UsernameError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -48,24 +64,38 @@ pub enum AppError {
     #[error("Internal server error.")]
     Internal(#[source] anyhow::Error),
     /// An error status raised outside our handlers (by the framework or a middleware).
-    #[error("{}", status_message(*.0))]
+    #[error("{}", status_text(*.0).message)]
     Status(StatusCode),
 }
 
-fn status_message(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 => "Bad request.",
-        401 => "Please log in to access this page.",
-        403 => "Forbidden.",
-        404 => "Not found.",
-        405 => "Method not allowed.",
-        413 => "Request body is too large.",
-        415 => "Unsupported media type.",
-        429 => "Too many attempts. Try again later.",
-        503 => "Service temporarily unavailable. Try again shortly.",
-        s if s >= 500 => "Internal server error.",
-        _ => "Request refused.",
-    }
+/// How a status reads to people: the error page's title and the generic message.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusText {
+    pub title: &'static str,
+    pub message: &'static str,
+}
+
+/// The one status→text table (error pages, and errors raised outside our handlers).
+pub fn status_text(status: StatusCode) -> StatusText {
+    let (title, message) = match status.as_u16() {
+        400 => ("Bad request", "Bad request."),
+        401 => ("Please log in", "Please log in to access this page."),
+        403 => ("Forbidden", "Forbidden."),
+        404 => ("Page not found", "Not found."),
+        405 => ("Method not allowed", "Method not allowed."),
+        408 => ("Request timeout", "The request took too long to arrive."),
+        409 => ("Conflict", "That already exists."),
+        413 => ("Request too large", "Request body is too large."),
+        415 => ("Unsupported request", "Unsupported media type."),
+        429 => ("Too many attempts", "Too many attempts. Try again later."),
+        503 => (
+            "Service unavailable",
+            "Service temporarily unavailable. Try again shortly.",
+        ),
+        s if s >= 500 => ("Something went wrong", "Internal server error."),
+        _ => ("Request refused", "Request refused."),
+    };
+    StatusText { title, message }
 }
 
 impl AppError {
@@ -182,8 +212,43 @@ impl From<r2d2::Error> for AppError {
     }
 }
 
+impl From<DbError> for AppError {
+    fn from(err: DbError) -> Self {
+        match err {
+            DbError::Query(err) => err.into(),
+            DbError::Checkout(_) | DbError::Blocking => Self::unavailable(err),
+        }
+    }
+}
+
 impl From<actix_web::error::BlockingError> for AppError {
     fn from(err: actix_web::error::BlockingError) -> Self {
         Self::unavailable(anyhow::anyhow!("blocking pool: {err}"))
+    }
+}
+
+impl From<HashError> for AppError {
+    fn from(err: HashError) -> Self {
+        match err {
+            // Shed by the bounded queue: nothing to log, the client retries.
+            HashError::Busy => Self::Unavailable {
+                retry_after_secs: 1,
+                cause: None,
+            },
+            HashError::Gone => Self::unavailable(err),
+            HashError::Failed(_) => Self::internal(err),
+        }
+    }
+}
+
+impl From<UsernameError> for AppError {
+    fn from(err: UsernameError) -> Self {
+        Self::BadRequest(err.to_string())
+    }
+}
+
+impl From<PasswordError> for AppError {
+    fn from(err: PasswordError) -> Self {
+        Self::BadRequest(err.to_string())
     }
 }

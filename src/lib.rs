@@ -1,4 +1,9 @@
 //! latchkey: a login/logout server (Actix-web, Diesel, server-side sessions).
+//!
+//! Layers, each importing only from those before it:
+//! `config`, `db` → `users` → `error` → `web` (the HTTP toolkit) →
+//! `sessions`, `audit`, `metrics` → `state` → `auth`, `account` →
+//! `shell`, `startup`, `cli`.
 #![forbid(unsafe_code)]
 
 pub mod account;
@@ -8,7 +13,10 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod metrics;
 pub mod sessions;
+pub mod shell;
 pub mod startup;
+pub mod state;
 pub mod users;
 pub mod web;

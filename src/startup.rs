@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_identity::IdentityMiddleware;
 use actix_session::config::{BrowserSession, CookieContentSecurity};
 use actix_session::SessionMiddleware;
-use actix_web::cookie::{Key, SameSite};
+use actix_web::cookie::{time::Duration as CookieDuration, Key, SameSite};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -14,49 +14,22 @@ use anyhow::Context as _;
 
 use crate::auth::throttle;
 use crate::config::Settings;
-use crate::sessions::cache::{spawn_maintenance, SessionCache};
-use crate::sessions::events;
+use crate::metrics::Metrics;
+use crate::sessions::cache::SessionCache;
+use crate::sessions::remember::{self, RememberCookie};
 use crate::sessions::store::{self, SessionPolicy};
 use crate::sessions::DbSessionStore;
+use crate::shell::{self, edge::edge, housekeeping};
+use crate::state::AppState;
 use crate::users::PasswordHasher;
 use crate::web::csrf::Csrf;
-use crate::web::edge::edge;
-use crate::web::metrics::Metrics;
-use crate::web::AppState;
+use crate::web::WebContext;
 use crate::{account, auth, db};
 
-/// How often expired rows are swept (also once at start).
-const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 /// Sessions (and users) kept in the in-process cache.
 const CACHE_CAPACITY: usize = 10_000;
-
-/// Deletes what has expired: sessions, old login failures, old session events.
-/// Several instances may do it at once: deleting what is gone is harmless.
-fn sweep(pool: &db::Pool, limits: &throttle::Limits) {
-    let run = || -> anyhow::Result<(usize, usize, usize)> {
-        let mut conn = pool.get()?;
-        let now = db::now();
-        let sessions = store::sweep(&mut conn, 1000)?;
-        let failures = throttle::sweep(&mut conn, limits, now)?;
-        let events = events::sweep(&mut conn, now - chrono::Duration::minutes(1))?;
-        Ok((sessions, failures, events))
-    };
-    match run() {
-        Ok((0, 0, _)) => {}
-        Ok((sessions, failures, _)) => tracing::info!(sessions, failures, "swept expired rows"),
-        Err(error) => tracing::warn!(error = format!("{error:#}"), "sweep failed"),
-    }
-}
-
-/// The session cookie's name: with `Secure`, the `__Host-` prefix pins it to this
-/// host, `Path=/` and HTTPS.
-pub fn cookie_name(secure: bool) -> &'static str {
-    if secure {
-        "__Host-latchkey_session"
-    } else {
-        "latchkey_session"
-    }
-}
+/// The session cookie's name, before the `__Host-` rule.
+const SESSION_COOKIE: &str = "latchkey_session";
 
 /// The ceiling of bench/run: as much of the stack as a request can go through
 /// without touching the database (compiled only with the `bench` feature).
@@ -71,6 +44,16 @@ fn bench_ceiling(cfg: &mut web::ServiceConfig) {
     let _ = cfg;
 }
 
+/// What every worker's `App` is built from: made once, cloned into each worker.
+#[derive(Clone)]
+struct Parts {
+    state: web::Data<AppState>,
+    web: web::Data<WebContext>,
+    remember: web::Data<RememberCookie>,
+    store: DbSessionStore,
+    key: Key,
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -80,98 +63,15 @@ impl Application {
     /// Migrates the database, binds `settings.addr` (port 0: any free port) and
     /// prepares the server; [`Application::run_until_stopped`] serves.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = db::build_pool(
-            &settings.database_url,
-            settings.db_pool_size,
-            settings.db_pool_timeout,
-        );
-        let migrate_pool = pool.clone();
-        actix_web::rt::task::spawn_blocking(move || -> anyhow::Result<usize> {
-            let mut conn = migrate_pool
-                .get()
-                .context("cannot connect to the database")?;
-            db::run_migrations(&mut conn)
-        })
-        .await??;
-
-        // One key for every worker: built once, outside the server closure.
-        let secret = settings.secret_key()?;
-        let key = Key::from(secret.as_bytes());
-        let csrf = Csrf::new(&secret, settings.cookie_secure);
-        let (cost, workers, queue) = (
-            settings.bcrypt_cost,
-            settings.hash_workers,
-            settings.hash_queue,
-        );
-        let hasher =
-            actix_web::rt::task::spawn_blocking(move || PasswordHasher::new(cost, workers, queue))
-                .await??;
-
         let listener = TcpListener::bind(settings.addr)
             .with_context(|| format!("cannot listen on {}", settings.addr))?;
         let port = listener.local_addr()?.port();
-        let cache = SessionCache::new(if settings.session_cache {
-            CACHE_CAPACITY
-        } else {
-            0
-        });
-        let limits = throttle::Limits::from_settings(&settings);
-        spawn_maintenance(&cache, pool.clone(), SWEEP_EVERY, move |pool| {
-            sweep(pool, &limits);
-        });
-        let state = web::Data::new(AppState {
-            pool: pool.clone(),
-            hasher,
-            settings: Arc::new(settings.clone()),
-            csrf,
-            metrics: Arc::new(Metrics::new()?),
-            cache: cache.clone(),
-        });
-        let store = DbSessionStore::new(
-            pool.clone(),
-            SessionPolicy {
-                idle_timeout: settings.session_idle_timeout,
-                max_lifetime: settings.session_max_lifetime,
-                remember_lifetime: settings.remember_me_lifetime,
-            },
-            cache.clone(),
-        );
         let http_workers = settings.http_workers;
+        let parts = assemble(settings).await?;
 
-        let mut server = HttpServer::new(move || {
-            let session_ttl = actix_web::cookie::time::Duration::seconds(
-                i64::try_from(settings.session_idle_timeout.as_secs()).unwrap_or(i64::MAX),
-            );
-            let sessions = SessionMiddleware::builder(store.clone(), key.clone())
-                .cookie_name(cookie_name(settings.cookie_secure).to_owned())
-                .cookie_secure(settings.cookie_secure)
-                .cookie_http_only(true)
-                .cookie_same_site(SameSite::Lax)
-                .cookie_path("/".to_owned())
-                .cookie_domain(None)
-                .cookie_content_security(CookieContentSecurity::Signed)
-                .session_lifecycle(BrowserSession::default().state_ttl(session_ttl))
-                .build();
-            // Both time limits are enforced by the store, row by row (see sessions::store).
-            let identity = IdentityMiddleware::default();
-            App::new()
-                .app_data(state.clone())
-                // Health and assets never touch a session (nor the database, for /healthz).
-                .configure(crate::web::routes)
-                .service(
-                    web::scope("")
-                        .configure(bench_ceiling)
-                        .configure(auth::routes::routes)
-                        .configure(account::routes)
-                        .default_service(web::to(crate::web::not_found))
-                        // The last wrap runs first: sessions must be loaded before identity.
-                        .wrap(identity)
-                        .wrap(sessions),
-                )
-                .wrap(from_fn(edge))
-        })
-        .listen(listener)?
-        .shutdown_timeout(10);
+        let mut server = HttpServer::new(move || app(parts.clone()))
+            .listen(listener)?
+            .shutdown_timeout(10);
         if let Some(workers) = http_workers {
             server = server.workers(workers);
         }
@@ -194,4 +94,112 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Connects and migrates, computes the keys and the hasher's dummy hash, starts
+/// the housekeeping thread: everything the workers share.
+async fn assemble(settings: Settings) -> anyhow::Result<Parts> {
+    let metrics = Arc::new(Metrics::new()?);
+    let pool = db::build_pool(
+        &settings.database_url,
+        settings.db_pool_size,
+        settings.db_pool_timeout,
+        metrics.pool_events(),
+    );
+    db::run(&pool, |conn| db::run_migrations(conn).map(drop))
+        .await
+        .context("cannot migrate the database")?;
+
+    // One key for every worker: built once, outside the server closure.
+    let secret = settings.secret_key()?;
+    let (cost, workers, queue) = (
+        settings.bcrypt_cost,
+        settings.hash_workers,
+        settings.hash_queue,
+    );
+    let hasher =
+        actix_web::rt::task::spawn_blocking(move || PasswordHasher::new(cost, workers, queue))
+            .await??;
+
+    let capacity = if settings.session_cache {
+        CACHE_CAPACITY
+    } else {
+        0
+    };
+    let cache = SessionCache::new(capacity);
+    housekeeping::spawn(
+        &cache,
+        pool.clone(),
+        throttle::Limits::from_settings(&settings),
+    );
+    let policy = SessionPolicy {
+        idle_timeout: settings.session_idle_timeout,
+        max_lifetime: settings.session_max_lifetime,
+        remember_lifetime: settings.remember_me_lifetime,
+    };
+    let settings = Arc::new(settings);
+    Ok(Parts {
+        web: WebContext::new(settings.clone(), Csrf::new(&secret, &settings)),
+        remember: web::Data::new(RememberCookie {
+            name: settings.cookie_name(SESSION_COOKIE),
+            lifetime: settings.remember_me_lifetime,
+        }),
+        store: DbSessionStore::new(pool.clone(), policy, cache.clone()),
+        state: web::Data::new(AppState {
+            pool,
+            hasher,
+            settings,
+            metrics,
+            cache,
+        }),
+        key: Key::from(secret.as_bytes()),
+    })
+}
+
+/// One worker's app: the routes and the middleware, in one place.
+fn app(
+    parts: Parts,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let settings = &parts.state.settings;
+    // Both time limits are enforced by the store, row by row (see sessions::store).
+    let session_ttl = CookieDuration::seconds(
+        i64::try_from(settings.session_idle_timeout.as_secs()).unwrap_or(i64::MAX),
+    );
+    let sessions = SessionMiddleware::builder(parts.store, parts.key)
+        .cookie_name(parts.remember.name.clone())
+        .cookie_secure(settings.cookie_secure)
+        .cookie_http_only(true)
+        .cookie_same_site(SameSite::Lax)
+        .cookie_path("/".to_owned())
+        .cookie_domain(None)
+        .cookie_content_security(CookieContentSecurity::Signed)
+        .session_lifecycle(BrowserSession::default().state_ttl(session_ttl))
+        .build();
+    App::new()
+        .app_data(parts.state)
+        .app_data(parts.web)
+        .app_data(parts.remember)
+        // Health, metrics and assets never touch a session (nor the database, for /healthz).
+        .configure(shell::routes)
+        .service(
+            web::scope("")
+                .configure(bench_ceiling)
+                .configure(auth::routes::routes)
+                .configure(account::routes)
+                .default_service(web::to(crate::web::not_found))
+                // The last wrap runs first: sessions must be loaded before identity.
+                .wrap(IdentityMiddleware::default())
+                .wrap(sessions)
+                .wrap(from_fn(store::store_failures))
+                .wrap(from_fn(remember::persist_cookie)),
+        )
+        .wrap(from_fn(edge))
 }

@@ -4,11 +4,15 @@
 
 use std::sync::LazyLock;
 
-use latchkey::config::SecretKey;
+use latchkey::config::{SecretKey, Settings};
 use latchkey::web::csrf::Csrf;
 use libfuzzer_sys::fuzz_target;
 
-static CSRF: LazyLock<Csrf> = LazyLock::new(|| Csrf::new(&SecretKey::generate(), true));
+static CSRF: LazyLock<Csrf> = LazyLock::new(|| {
+    let secure = |var: &str| (var == "LATCHKEY_COOKIE_SECURE").then(|| "true".to_owned());
+    let settings = Settings::from_lookup(secure).expect("settings");
+    Csrf::new(&SecretKey::generate(), &settings)
+});
 static ISSUED: LazyLock<(String, String)> = LazyLock::new(|| CSRF.issue());
 
 fuzz_target!(|data: &[u8]| {

@@ -8,7 +8,8 @@ use diesel::prelude::*;
 
 use crate::db::schema::audit_events;
 use crate::db::{self, AnyConnection};
-use crate::users::UserId;
+use crate::users::{User, UserId};
+use crate::web::Client;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
@@ -53,19 +54,65 @@ impl fmt::Display for Event {
     }
 }
 
-/// Where a request came from; `None` fields for the command line.
-#[derive(Debug, Clone, Default)]
-pub struct Client {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
+/// One event to record, built up by what is known of it:
+/// `Entry::new(Event::Logout).user(id).client(&client)`.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    event: Event,
+    user_id: Option<UserId>,
+    username: Option<String>,
+    client: Client,
+    detail: Option<String>,
 }
 
-impl Client {
-    pub fn of(req: &actix_web::HttpRequest) -> Self {
+impl Entry {
+    pub fn new(event: Event) -> Self {
         Self {
-            ip: crate::web::client_ip(req),
-            user_agent: crate::web::user_agent(req),
+            event,
+            user_id: None,
+            username: None,
+            client: Client::default(),
+            detail: None,
         }
+    }
+
+    pub fn event(&self) -> Event {
+        self.event
+    }
+
+    pub fn user(mut self, id: UserId) -> Self {
+        self.user_id = Some(id);
+        self
+    }
+
+    pub fn username(mut self, name: &str) -> Self {
+        self.username = Some(name.to_owned());
+        self
+    }
+
+    /// The user's id and name.
+    pub fn of(self, user: &User) -> Self {
+        self.user(user.id).username(&user.username)
+    }
+
+    pub fn client(mut self, client: &Client) -> Self {
+        self.client = client.clone();
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds to the detail (`by admin (cli); 2 session(s) ended`).
+    pub fn note(self, note: impl Into<String>) -> Self {
+        let note = note.into();
+        let detail = match &self.detail {
+            Some(detail) => format!("{detail}; {note}"),
+            None => note,
+        };
+        self.detail(detail)
     }
 }
 
@@ -95,23 +142,16 @@ pub struct AuditRow {
 }
 
 /// Records one event.
-pub fn record(
-    conn: &mut AnyConnection,
-    event: Event,
-    user_id: Option<UserId>,
-    username: Option<&str>,
-    client: &Client,
-    detail: Option<&str>,
-) -> QueryResult<()> {
+pub fn record(conn: &mut AnyConnection, entry: &Entry) -> QueryResult<()> {
     diesel::insert_into(audit_events::table)
         .values(&NewEvent {
             at: db::now(),
-            event: event.as_str(),
-            user_id,
-            username,
-            client_ip: client.ip.as_deref(),
-            user_agent: client.user_agent.as_deref(),
-            detail,
+            event: entry.event.as_str(),
+            user_id: entry.user_id,
+            username: entry.username.as_deref(),
+            client_ip: entry.client.ip.as_deref(),
+            user_agent: entry.client.user_agent.as_deref(),
+            detail: entry.detail.as_deref(),
         })
         .execute(conn)
         .map(drop)

@@ -6,8 +6,8 @@ use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::users::{queries, User, UserId};
-use crate::web::AppState;
 
 /// The signed-in, active user of this request; `401` otherwise. A session whose
 /// user is gone or disabled is purged on the way.

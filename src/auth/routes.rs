@@ -2,24 +2,23 @@
 //! and the same routes as pages and forms for browsers.
 
 use actix_identity::Identity;
-use actix_session::SessionExt as _;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{guard, web, HttpMessage as _, HttpRequest, HttpResponse};
+use actix_web::{guard, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::current_user::CurrentUser;
 use super::service;
-use crate::audit::{self, Client, Event};
+use crate::audit::{self, Entry, Event};
 use crate::error::AppError;
-use crate::sessions::store::{CLIENT_IP_KEY, REMEMBER_KEY, USER_AGENT_KEY};
-use crate::sessions::Remembered;
+use crate::sessions::current;
+use crate::state::AppState;
 use crate::users::{User, Username};
 use crate::web::flash::{self, Flash};
 use crate::web::pages::{LoginPage, PageContext, ProtectedPage, STYLE_HREF};
 use crate::web::redirect::safe_next;
-use crate::web::{self as edge, AppState, Body, BodyKind, Wants};
+use crate::web::{self as edge, Body, BodyKind, Client, Wants};
 
 pub const INVALID_CREDENTIALS: &str = "Invalid username or password.";
 
@@ -50,9 +49,8 @@ struct NextQuery {
     next: Option<String>,
 }
 
-/// Checks the credentials and starts a new session for their user.
-///
-/// The response must then carry [`Remembered`] when `remember` is set.
+/// Checks the credentials and starts a new session for their user
+/// (remembered when `remember` is set).
 async fn sign_in(
     req: &HttpRequest,
     state: &AppState,
@@ -60,37 +58,13 @@ async fn sign_in(
     password: String,
     remember: bool,
 ) -> Result<User, AppError> {
-    let username = Username::parse(username).map_err(AppError::BadRequest)?;
+    let username = Username::parse(username)?;
     let client = Client::of(req);
     let user = service::authenticate(state, &username, password, client.clone())
         .await?
         .ok_or(AppError::Unauthorized(INVALID_CREDENTIALS))?;
-
-    // Renews the session: a new key, the old row deleted (no fixation).
-    Identity::login(&req.extensions(), user.id.to_string()).map_err(AppError::internal)?;
-    let session = req.get_session();
-    for (key, value) in [
-        (CLIENT_IP_KEY, client.ip),
-        (USER_AGENT_KEY, client.user_agent),
-    ] {
-        if let Some(value) = value {
-            session.insert(key, value).map_err(AppError::internal)?;
-        }
-    }
-    if remember {
-        session
-            .insert(REMEMBER_KEY, true)
-            .map_err(AppError::internal)?;
-    }
+    current::begin(req, user.id, &client, remember)?;
     Ok(user)
-}
-
-/// A response whose new session cookie persists when the user asked to be remembered.
-fn remembering(mut response: HttpResponse, remember: bool) -> HttpResponse {
-    if remember {
-        response.extensions_mut().insert(Remembered);
-    }
-    response
 }
 
 /// `POST /login` with JSON (or no body at all).
@@ -105,11 +79,10 @@ pub async fn login_json(
         remember,
     } = body.value;
     let user = sign_in(&req, &state, &username, password, remember).await?;
-    let response = HttpResponse::Ok().json(json!({
+    Ok(HttpResponse::Ok().json(json!({
         "message": "Login successful!",
         "user_id": user.id,
-    }));
-    Ok(remembering(response, remember))
+    })))
 }
 
 /// `POST /login` from the login form (its CSRF token checked by `Body`).
@@ -126,14 +99,10 @@ pub async fn login_form(
     } = body.value;
     let remember = remember.is_some_and(|v| matches!(v.as_str(), "on" | "true" | "1"));
     match sign_in(&req, &state, &username, password, remember).await {
-        Ok(_) => {
-            let response = edge::see_other(safe_next(&next).unwrap_or("/protected"));
-            Ok(remembering(response, remember))
-        }
+        Ok(_) => Ok(edge::see_other(safe_next(&next).unwrap_or("/protected"))),
         // Any refusal of the credentials: the form again, one generic message.
         Err(AppError::BadRequest(_) | AppError::Unauthorized(_)) => login_page_response(
             &req,
-            &state,
             StatusCode::UNAUTHORIZED,
             &username,
             safe_next(&next).unwrap_or(""),
@@ -146,7 +115,6 @@ pub async fn login_form(
 /// `GET /login`: the form (already signed in: on to `/protected`).
 pub async fn login_page(
     req: HttpRequest,
-    state: web::Data<AppState>,
     wants: Wants,
     identity: Option<Identity>,
 ) -> Result<HttpResponse, AppError> {
@@ -164,7 +132,6 @@ pub async fn login_page(
         .unwrap_or_default();
     login_page_response(
         &req,
-        &state,
         StatusCode::OK,
         "",
         safe_next(&next).unwrap_or(""),
@@ -174,13 +141,12 @@ pub async fn login_page(
 
 fn login_page_response(
     req: &HttpRequest,
-    state: &AppState,
     status: StatusCode,
     username: &str,
     next: &str,
     error: Option<&str>,
 ) -> Result<HttpResponse, AppError> {
-    let context = PageContext::new(req, state);
+    let context = PageContext::new(req)?;
     context.render(
         status,
         &LoginPage {
@@ -205,25 +171,19 @@ pub async fn logout(
     if let Some(identity) = identity {
         let user_id = identity.id().ok().and_then(|id| id.parse().ok());
         identity.logout();
-        let client = Client::of(&req);
+        let mut entry = Entry::new(Event::Logout).client(&Client::of(&req));
+        if let Some(id) = user_id {
+            entry = entry.user(id);
+        }
         state
-            .db(move |conn| {
-                Ok(audit::record(
-                    conn,
-                    Event::Logout,
-                    user_id,
-                    None,
-                    &client,
-                    None,
-                )?)
-            })
+            .db(move |conn| Ok(audit::record(conn, &entry)?))
             .await?;
         state.metrics.event(Event::Logout);
     }
     let mut response = if body.kind == BodyKind::Form {
         let mut response = edge::see_other("/login");
         response
-            .add_cookie(&flash::set(Flash::LoggedOut, state.settings.cookie_secure))
+            .add_cookie(&flash::set(Flash::LoggedOut, &state.settings))
             .map_err(AppError::internal)?;
         response
     } else {
@@ -240,7 +200,6 @@ pub async fn logout(
 /// `GET /protected`: the greeting, as JSON or as a page with a logout button.
 pub async fn protected(
     req: HttpRequest,
-    state: web::Data<AppState>,
     wants: Wants,
     current: CurrentUser,
 ) -> Result<HttpResponse, AppError> {
@@ -250,7 +209,7 @@ pub async fn protected(
             "message": format!("Hello, {username}! This is a protected route."),
         })));
     }
-    let context = PageContext::new(&req, &state);
+    let context = PageContext::new(&req)?;
     context.render(
         StatusCode::OK,
         &ProtectedPage {

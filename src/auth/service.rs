@@ -1,12 +1,15 @@
 //! Checking credentials: the work behind the login route.
 
+use diesel::Connection as _;
+
 use super::throttle::{self, Limits};
-use crate::audit::{self, Client, Event};
+use crate::audit::{self, Entry, Event};
 use crate::db;
 use crate::error::AppError;
+use crate::sessions::events;
+use crate::state::AppState;
 use crate::users::{queries, User, UserId, Username};
-use crate::web::AppState;
-use diesel::Connection as _;
+use crate::web::Client;
 
 /// The user these credentials belong to, or `None`.
 ///
@@ -31,15 +34,11 @@ pub async fn authenticate(
         .db(move |conn| {
             if let Some(wait) = throttle::check(conn, &limits, &name, &check_ip, db::now())? {
                 metrics.login("throttled");
-                let detail = format!("retry after {wait}s");
-                audit::record(
-                    conn,
-                    Event::LoginThrottled,
-                    None,
-                    Some(&name),
-                    &audit_client,
-                    Some(&detail),
-                )?;
+                let entry = Entry::new(Event::LoginThrottled)
+                    .username(&name)
+                    .client(&audit_client)
+                    .detail(format!("retry after {wait}s"));
+                audit::record(conn, &entry)?;
                 return Err(AppError::TooManyRequests {
                     retry_after_secs: wait,
                 });
@@ -58,7 +57,7 @@ pub async fn authenticate(
     };
     let rehash = match (&found, failure) {
         (Some(u), None) if state.hasher.needs_rehash(&u.password_hash) => {
-            Some(state.hasher.hash(password).await?)
+            Some(state.hasher.rehash(password).await?)
         }
         _ => None,
     };
@@ -91,21 +90,25 @@ fn record_outcome(
         (Some(id), None) => {
             if let Some(hash) = rehash {
                 queries::set_password_hash(conn, id, hash)?;
+                events::user_changed(conn, id)?;
             }
             queries::record_login(conn, id)?;
             throttle::clear(conn, name, ip)?;
-            audit::record(
-                conn,
-                Event::LoginSuccess,
-                Some(id),
-                Some(name),
-                client,
-                None,
-            )
+            let entry = Entry::new(Event::LoginSuccess).user(id);
+            audit::record(conn, &entry.username(name).client(client))
         }
         _ => {
             throttle::record_failure(conn, name, ip, db::now())?;
-            audit::record(conn, Event::LoginFailure, id, Some(name), client, failure)
+            let mut entry = Entry::new(Event::LoginFailure)
+                .username(name)
+                .client(client);
+            if let Some(id) = id {
+                entry = entry.user(id);
+            }
+            if let Some(reason) = failure {
+                entry = entry.detail(reason);
+            }
+            audit::record(conn, &entry)
         }
     }
 }

@@ -19,7 +19,38 @@ pub enum AnyConnection {
 }
 
 pub type Pool = r2d2::Pool<ConnectionManager>;
-pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
+
+/// Why a database job did not run or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection within the pool's timeout: the database is away or saturated.
+    #[error("no database connection: {0}")]
+    Checkout(#[from] r2d2::Error),
+    /// The blocking thread pool is shutting down.
+    #[error("the blocking thread pool is gone")]
+    Blocking,
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+/// Runs `job` with a pooled connection on actix's blocking threads: the one way
+/// async code reaches the database. `E` is the caller's error type.
+pub async fn run<T, E>(
+    pool: &Pool,
+    job: impl FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<DbError> + Send + 'static,
+{
+    let pool = pool.clone();
+    actix_web::web::block(move || {
+        let mut conn = pool.get().map_err(DbError::from)?;
+        job(&mut conn)
+    })
+    .await
+    .map_err(|_| E::from(DbError::Blocking))?
+}
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -97,12 +128,19 @@ impl r2d2::ManageConnection for ConnectionManager {
 ///
 /// Built without connecting: the server starts serving (and `/readyz` reports)
 /// even if the database is briefly away, and recovers by itself when it returns.
-pub fn build_pool(url: &DatabaseUrl, size: u32, timeout: Duration) -> Pool {
+/// `events` sees every checkout (how long it waited, whether it timed out).
+pub fn build_pool(
+    url: &DatabaseUrl,
+    size: u32,
+    timeout: Duration,
+    events: Box<dyn r2d2::HandleEvent>,
+) -> Pool {
     r2d2::Pool::builder()
         .max_size(size)
         .min_idle(Some(size.min(2)))
         .connection_timeout(timeout)
         .error_handler(Box::new(LogErrors))
+        .event_handler(events)
         .build_unchecked(ConnectionManager::new(url.clone(), timeout))
 }
 

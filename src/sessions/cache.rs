@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
@@ -207,6 +207,25 @@ impl SessionCache {
         }
     }
 
+    /// The feed was read: the cache may serve (if it has room at all).
+    pub fn feed_ok(&self) {
+        if !self.is_on() && self.capacity > 0 {
+            self.switch_on();
+            tracing::info!("session cache on");
+        }
+    }
+
+    /// The feed could not be read: serve from the database until it can.
+    pub fn feed_failed(&self, error: &anyhow::Error) {
+        if self.is_on() {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "session cache off: cannot read session events"
+            );
+        }
+        self.switch_off();
+    }
+
     fn switch_off(&self) {
         self.on.store(false, Ordering::Release);
         let mut entries = self.entries();
@@ -220,16 +239,17 @@ impl SessionCache {
     }
 }
 
-/// Where the poll has got to.
+/// Reads `session_events` for a cache: where the poll has got to.
 #[derive(Default)]
-struct Cursor {
+pub struct EventFeed {
     last: Option<i64>,
     /// Ids skipped so far, and since when.
     gaps: BTreeMap<i64, Instant>,
 }
 
-impl Cursor {
-    fn poll(&mut self, cache: &SessionCache, pool: &Pool) -> anyhow::Result<()> {
+impl EventFeed {
+    /// Applies the events committed since the last poll.
+    pub fn poll(&mut self, cache: &SessionCache, pool: &Pool) -> anyhow::Result<()> {
         let mut conn = pool.get()?;
         let Some(last) = self.last else {
             // Start from now: the cache holds nothing older.
@@ -256,49 +276,5 @@ impl Cursor {
             cache.switch_off();
         }
         Ok(())
-    }
-}
-
-/// Polls `session_events` for `cache` and runs `housekeeping` every `sweep_every`,
-/// on a thread of its own, until the cache is dropped (the server has stopped).
-pub fn spawn_maintenance(
-    cache: &Arc<SessionCache>,
-    pool: Pool,
-    sweep_every: Duration,
-    housekeeping: impl Fn(&Pool) + Send + 'static,
-) {
-    let cache: Weak<SessionCache> = Arc::downgrade(cache);
-    let spawned = std::thread::Builder::new()
-        .name("latchkey-maintenance".to_owned())
-        .spawn(move || {
-            let mut cursor = Cursor::default();
-            let mut last_sweep: Option<Instant> = None;
-            while let Some(cache) = cache.upgrade() {
-                match cursor.poll(&cache, &pool) {
-                    Ok(()) if !cache.is_on() && cache.capacity > 0 => {
-                        cache.switch_on();
-                        tracing::info!("session cache on");
-                    }
-                    Ok(()) => {}
-                    Err(error) => {
-                        if cache.is_on() {
-                            tracing::warn!(
-                                error = format!("{error:#}"),
-                                "session cache off: cannot read session events"
-                            );
-                        }
-                        cache.switch_off();
-                    }
-                }
-                drop(cache);
-                if last_sweep.is_none_or(|at| at.elapsed() >= sweep_every) {
-                    housekeeping(&pool);
-                    last_sweep = Some(Instant::now());
-                }
-                std::thread::sleep(POLL_EVERY);
-            }
-        });
-    if let Err(error) = spawned {
-        tracing::error!(%error, "cannot start the maintenance thread: the session cache stays off");
     }
 }

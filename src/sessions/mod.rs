@@ -1,13 +1,11 @@
-//! Server-side sessions: the Diesel `SessionStore` and the session queries.
+//! Server-side sessions: the Diesel `SessionStore`, its cache and the events
+//! that keep every instance's cache honest, the session queries, remember-me.
 
 pub mod cache;
+pub mod current;
 pub mod events;
 pub mod queries;
+pub mod remember;
 pub mod store;
 
 pub use store::DbSessionStore;
-
-/// Marks a response whose session cookie must persist (remember me): the edge
-/// middleware gives that cookie a `Max-Age` of the remember-me lifetime.
-#[derive(Debug, Clone, Copy)]
-pub struct Remembered;

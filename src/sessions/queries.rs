@@ -113,14 +113,6 @@ pub fn delete(conn: &mut AnyConnection, key_hash: &str) -> QueryResult<usize> {
     Ok(deleted)
 }
 
-/// Ends every session of a user (password change, disable, remove, "log out everywhere").
-pub fn delete_for_user(conn: &mut AnyConnection, user_id: UserId) -> QueryResult<usize> {
-    let deleted =
-        diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)?;
-    events::user_changed(conn, user_id)?;
-    Ok(deleted)
-}
-
 /// A user's live sessions, most recently seen first.
 pub fn list_for_user(
     conn: &mut AnyConnection,
@@ -135,37 +127,36 @@ pub fn list_for_user(
         .load(conn)
 }
 
-/// Revokes one of a user's sessions by its public id; 0 when there is no such session.
-pub fn delete_by_public_id(
-    conn: &mut AnyConnection,
-    user_id: UserId,
-    public_id: &str,
-) -> QueryResult<usize> {
-    let deleted = diesel::delete(
-        sessions::table
-            .filter(sessions::user_id.eq(user_id))
-            .filter(sessions::public_id.eq(public_id)),
-    )
-    .execute(conn)?;
-    if deleted > 0 {
-        events::user_changed(conn, user_id)?;
-    }
-    Ok(deleted)
+/// Which of a user's sessions to end.
+#[derive(Debug, Clone, Copy)]
+pub enum UserSessions<'a> {
+    /// Password change, disable, remove, "log out everywhere".
+    All,
+    /// All but this one (by public id): the session that changed the password.
+    AllBut(&'a str),
+    /// One, by its public id (revoke).
+    One(&'a str),
 }
 
-/// Ends every session of a user but one (after a password change).
-pub fn delete_others_for_user(
+/// Ends sessions of a user; returns how many ended.
+pub fn delete_for_user(
     conn: &mut AnyConnection,
     user_id: UserId,
-    keep_public_id: &str,
+    which: UserSessions<'_>,
 ) -> QueryResult<usize> {
-    let deleted = diesel::delete(
-        sessions::table
-            .filter(sessions::user_id.eq(user_id))
-            .filter(sessions::public_id.ne(keep_public_id)),
-    )
-    .execute(conn)?;
-    events::user_changed(conn, user_id)?;
+    let mut query = diesel::delete(sessions::table)
+        .filter(sessions::user_id.eq(user_id))
+        .into_boxed();
+    query = match which {
+        UserSessions::All => query,
+        UserSessions::AllBut(keep) => query.filter(sessions::public_id.ne(keep)),
+        UserSessions::One(public_id) => query.filter(sessions::public_id.eq(public_id)),
+    };
+    let deleted = query.execute(conn)?;
+    // Even when none ended, what a cache holds of the user may have changed.
+    if deleted > 0 || !matches!(which, UserSessions::One(_)) {
+        events::user_changed(conn, user_id)?;
+    }
     Ok(deleted)
 }
 

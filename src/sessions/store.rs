@@ -23,23 +23,26 @@ use std::time::Duration;
 use actix_session::storage::{
     generate_session_key, LoadError, SaveError, SessionKey, SessionStore, UpdateError,
 };
+use actix_web::body::MessageBody;
 use actix_web::cookie::time::Duration as CookieDuration;
-use actix_web::web;
-use anyhow::Context as _;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
+use actix_web::middleware::Next;
+use actix_web::ResponseError as _;
 use chrono::NaiveDateTime;
 use sha2::{Digest as _, Sha256};
 
 use super::cache::{CachedSession, SessionCache};
 use super::queries::{self, NewSession};
-use crate::db::{self, Pool};
+use super::remember::is_remembered;
+use crate::db::{self, DbError, Pool};
+use crate::error::AppError;
 use crate::users::{User, UserId};
 
 /// Session-state keys this crate writes, mirrored into columns.
 pub const USER_ID_KEY: &str = "actix_identity.user_id";
 pub const CLIENT_IP_KEY: &str = "latchkey.client_ip";
 pub const USER_AGENT_KEY: &str = "latchkey.user_agent";
-/// `true` when the user asked to be remembered.
-pub const REMEMBER_KEY: &str = "latchkey.remember";
 /// Written by the store: the session's public id, so a handler knows which row is its own.
 pub const PUBLIC_ID_KEY: &str = "latchkey.sid";
 
@@ -117,17 +120,9 @@ impl DbSessionStore {
 
     async fn with_conn<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut db::AnyConnection) -> anyhow::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
-        let pool = self.pool.clone();
-        web::block(move || {
-            let mut conn = pool
-                .get()
-                .context("session store: no database connection")?;
-            job(&mut conn)
-        })
-        .await
-        .context("session store: blocking pool")?
+        job: impl FnOnce(&mut db::AnyConnection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        db::run(&self.pool, job).await
     }
 }
 
@@ -169,17 +164,10 @@ fn state_user_id(state: &HashMap<String, String>) -> Option<UserId> {
     state_str(state, USER_ID_KEY).and_then(|id| id.parse().ok())
 }
 
-fn state_remembered(state: &HashMap<String, String>) -> bool {
-    state
-        .get(REMEMBER_KEY)
-        .and_then(|v| serde_json::from_str::<bool>(v).ok())
-        .unwrap_or(false)
-}
-
 /// Whether a stored session was started with "remember me".
-pub fn is_remembered(row: &queries::SessionRow) -> bool {
+pub fn row_is_remembered(row: &queries::SessionRow) -> bool {
     serde_json::from_str::<HashMap<String, String>>(&row.state)
-        .is_ok_and(|state| state_remembered(&state))
+        .is_ok_and(|state| is_remembered(&state))
 }
 
 /// The cache had nothing to say: ask the database.
@@ -190,7 +178,7 @@ struct CacheMiss;
 fn load_and_slide(
     conn: &mut db::AnyConnection,
     key_hash: &str,
-) -> anyhow::Result<Option<(queries::SessionRow, Option<User>)>> {
+) -> Result<Option<(queries::SessionRow, Option<User>)>, DbError> {
     let now = db::now();
     let Some((mut row, user)) = queries::find_live_with_user(conn, key_hash, now)? else {
         return Ok(None);
@@ -221,7 +209,7 @@ impl SessionStore for DbSessionStore {
         let Some((row, user)) = self
             .with_conn(move |conn| load_and_slide(conn, &lookup))
             .await
-            .map_err(LoadError::Other)?
+            .map_err(|e| LoadError::Other(e.into()))?
         else {
             return Ok(None);
         };
@@ -251,7 +239,7 @@ impl SessionStore for DbSessionStore {
         session_state.insert(PUBLIC_ID_KEY.to_owned(), encoded_id);
         let state = serde_json::to_string(&session_state)
             .map_err(|e| SaveError::Serialization(e.into()))?;
-        let (ttl_seconds, lifetime_seconds) = self.policy.limits(state_remembered(&session_state));
+        let (ttl_seconds, lifetime_seconds) = self.policy.limits(is_remembered(&session_state));
         let key = generate_session_key();
         let key_hash = hash_key(key.as_ref());
         self.with_conn(move |conn| {
@@ -278,7 +266,7 @@ impl SessionStore for DbSessionStore {
             Ok(())
         })
         .await
-        .map_err(SaveError::Other)?;
+        .map_err(|e| SaveError::Other(e.into()))?;
         Ok(key)
     }
 
@@ -304,7 +292,7 @@ impl SessionStore for DbSessionStore {
                 )?)
             })
             .await
-            .map_err(UpdateError::Other)?;
+            .map_err(|e| UpdateError::Other(e.into()))?;
         if updated == 0 {
             // The session ended meanwhile (revoked, expired): never bring it back.
             // The client gets a fresh key that matches nothing.
@@ -320,7 +308,8 @@ impl SessionStore for DbSessionStore {
     ) -> Result<(), anyhow::Error> {
         let key_hash = hash_key(session_key.as_ref());
         self.with_conn(move |conn| load_and_slide(conn, &key_hash).map(drop))
-            .await
+            .await?;
+        Ok(())
     }
 
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
@@ -330,8 +319,30 @@ impl SessionStore for DbSessionStore {
             queries::delete(conn, &key_hash)?;
             Ok(())
         })
-        .await
+        .await?;
+        Ok(())
     }
+}
+
+/// Answers for the session middleware's failures, which are the store's: the
+/// database could not be reached. Wrapped just outside `SessionMiddleware`, so
+/// what it sees can come from nowhere else.
+pub async fn store_failures(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    next.call(req).await.map_err(|err| {
+        let status = err.as_response_error().status_code();
+        if !status.is_server_error() {
+            return err;
+        }
+        tracing::warn!(error = ?err, "session store unavailable");
+        let unavailable = AppError::Unavailable {
+            retry_after_secs: 1,
+            cause: None,
+        };
+        InternalError::from_response(err, unavailable.error_response()).into()
+    })
 }
 
 /// Deletes expired sessions in batches of `batch`, until none is left.

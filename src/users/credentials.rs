@@ -10,26 +10,48 @@ pub const PASSWORD_MIN_CHARS: usize = 8;
 /// bcrypt reads only this many bytes: a longer password is refused, never truncated.
 pub const PASSWORD_MAX_BYTES: usize = 72;
 
+/// Why a username was refused (the message is meant for the person who typed it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UsernameError {
+    #[error("Username must not be empty.")]
+    Empty,
+    #[error("Username must be at most {USERNAME_MAX_CHARS} characters.")]
+    TooLong,
+    #[error("Username must not contain control characters.")]
+    ControlCharacter,
+    #[error("Username must not start or end with whitespace.")]
+    SurroundingWhitespace,
+}
+
+/// Why a new password was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    #[error("Password is too long: at most {PASSWORD_MAX_BYTES} bytes (bcrypt ignores the rest).")]
+    TooLong,
+    #[error("Password must be at least {PASSWORD_MIN_CHARS} characters.")]
+    TooShort,
+    #[error("Password is too common: choose one that is harder to guess.")]
+    Common,
+}
+
 /// 1–50 characters, no control characters, no surrounding whitespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
 impl Username {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, UsernameError> {
         let chars = raw.chars().count();
         if chars == 0 {
-            return Err("Username must not be empty.".to_owned());
+            return Err(UsernameError::Empty);
         }
         if chars > USERNAME_MAX_CHARS {
-            return Err(format!(
-                "Username must be at most {USERNAME_MAX_CHARS} characters."
-            ));
+            return Err(UsernameError::TooLong);
         }
         if raw.chars().any(char::is_control) {
-            return Err("Username must not contain control characters.".to_owned());
+            return Err(UsernameError::ControlCharacter);
         }
         if raw.trim() != raw {
-            return Err("Username must not start or end with whitespace.".to_owned());
+            return Err(UsernameError::SurroundingWhitespace);
         }
         Ok(Self(raw.to_owned()))
     }
@@ -50,19 +72,15 @@ pub struct NewPassword(String);
 
 impl NewPassword {
     /// At least 8 characters, at most 72 bytes, and not a well-known common password.
-    pub fn parse(raw: String) -> Result<Self, String> {
+    pub fn parse(raw: String) -> Result<Self, PasswordError> {
         if raw.len() > PASSWORD_MAX_BYTES {
-            return Err(format!(
-                "Password is too long: at most {PASSWORD_MAX_BYTES} bytes (bcrypt ignores the rest)."
-            ));
+            return Err(PasswordError::TooLong);
         }
         if raw.chars().count() < PASSWORD_MIN_CHARS {
-            return Err(format!(
-                "Password must be at least {PASSWORD_MIN_CHARS} characters."
-            ));
+            return Err(PasswordError::TooShort);
         }
         if is_common(&raw) {
-            return Err("Password is too common: choose one that is harder to guess.".to_owned());
+            return Err(PasswordError::Common);
         }
         Ok(Self(raw))
     }

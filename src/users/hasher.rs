@@ -9,8 +9,26 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use super::credentials::PASSWORD_MAX_BYTES;
-use crate::error::AppError;
+use super::credentials::{NewPassword, PASSWORD_MAX_BYTES};
+
+/// Why a hash was not computed.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// The queue is full: the request is shed (try again shortly).
+    #[error("the hashing queue is full")]
+    Busy,
+    /// The blocking thread pool is shutting down.
+    #[error("the hashing pool is gone")]
+    Gone,
+    #[error("bcrypt failed: {0}")]
+    Failed(#[from] bcrypt::BcryptError),
+}
+
+/// Hashes a password that passed the rules for new passwords, here and now (the
+/// command line; the server goes through [`PasswordHasher::hash`]).
+pub fn hash(password: &NewPassword, cost: u32) -> Result<String, HashError> {
+    Ok(bcrypt::hash(password.expose(), cost)?)
+}
 
 #[derive(Clone)]
 pub struct PasswordHasher {
@@ -64,17 +82,23 @@ impl PasswordHasher {
         }
     }
 
-    /// Hashes a password that already passed the rules for new passwords.
-    pub async fn hash(&self, password: String) -> Result<String, AppError> {
+    /// Hashes a password that passed the rules for new passwords.
+    pub async fn hash(&self, password: NewPassword) -> Result<String, HashError> {
         let cost = self.inner.cost;
-        self.run(move || bcrypt::hash(password, cost).map_err(AppError::internal))
-            .await
+        self.run(move || hash(&password, cost)).await
+    }
+
+    /// Hashes again, at the configured cost, a password that has just matched a
+    /// hash of another cost (it may predate today's rules for new passwords).
+    pub async fn rehash(&self, password: String) -> Result<String, HashError> {
+        let cost = self.inner.cost;
+        self.run(move || Ok(bcrypt::hash(password, cost)?)).await
     }
 
     /// Checks `password` against `hash`, or against the dummy hash when there is no user,
     /// so that an unknown user and a wrong password cost the same. A password longer than
     /// bcrypt reads never matches (it is still checked, for the same timing).
-    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, AppError> {
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.inner.dummy_hash.clone());
         let too_long = password.len() > PASSWORD_MAX_BYTES;
@@ -96,8 +120,8 @@ impl PasswordHasher {
 
     async fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce() -> Result<T, AppError> + Send + 'static,
-    ) -> Result<T, AppError> {
+        job: impl FnOnce() -> Result<T, HashError> + Send + 'static,
+    ) -> Result<T, HashError> {
         let inner = &self.inner;
         let permit = match inner.permits.try_acquire() {
             Ok(permit) => permit,
@@ -105,18 +129,17 @@ impl PasswordHasher {
                 let waiting = Waiting::enter(&inner.waiting);
                 if waiting.ahead >= inner.max_waiting {
                     inner.shed.fetch_add(1, Ordering::Relaxed);
-                    return Err(AppError::Unavailable {
-                        retry_after_secs: 1,
-                        cause: None,
-                    });
+                    return Err(HashError::Busy);
                 }
-                let permit = inner.permits.acquire().await.map_err(AppError::internal)?;
+                let permit = inner.permits.acquire().await.map_err(|_| HashError::Gone)?;
                 drop(waiting);
                 permit
             }
         };
         inner.computed.fetch_add(1, Ordering::Relaxed);
-        let result = actix_web::web::block(job).await?;
+        let result = actix_web::web::block(job)
+            .await
+            .map_err(|_| HashError::Gone)?;
         drop(permit);
         result
     }

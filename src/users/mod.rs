@@ -5,6 +5,6 @@ pub mod hasher;
 pub mod model;
 pub mod queries;
 
-pub use credentials::{NewPassword, Username};
-pub use hasher::PasswordHasher;
+pub use credentials::{NewPassword, PasswordError, Username, UsernameError};
+pub use hasher::{HashError, PasswordHasher};
 pub use model::{NewUser, User, UserId};

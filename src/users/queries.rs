@@ -5,7 +5,6 @@ use diesel::prelude::*;
 use super::model::{NewUser, User, UserId};
 use crate::db::schema::users;
 use crate::db::AnyConnection;
-use crate::sessions::events;
 
 pub fn find_by_username(conn: &mut AnyConnection, username: &str) -> QueryResult<Option<User>> {
     users::table
@@ -43,23 +42,19 @@ pub fn list(conn: &mut AnyConnection) -> QueryResult<Vec<User>> {
         .load(conn)
 }
 
-// Changes to what a cached user looks like are recorded in `session_events`,
-// for the caches of every instance.
+// Changing a user also changes what every instance may have cached: callers
+// record that (`sessions::events`) in the same transaction; see `account::ops`.
 
 pub fn set_password_hash(conn: &mut AnyConnection, id: UserId, hash: &str) -> QueryResult<usize> {
-    let updated = diesel::update(users::table.find(id))
+    diesel::update(users::table.find(id))
         .set(users::password_hash.eq(hash))
-        .execute(conn)?;
-    events::user_changed(conn, id)?;
-    Ok(updated)
+        .execute(conn)
 }
 
 pub fn set_active(conn: &mut AnyConnection, id: UserId, active: bool) -> QueryResult<usize> {
-    let updated = diesel::update(users::table.find(id))
+    diesel::update(users::table.find(id))
         .set(users::is_active.eq(active))
-        .execute(conn)?;
-    events::user_changed(conn, id)?;
-    Ok(updated)
+        .execute(conn)
 }
 
 pub fn record_login(conn: &mut AnyConnection, id: UserId) -> QueryResult<usize> {
@@ -69,7 +64,5 @@ pub fn record_login(conn: &mut AnyConnection, id: UserId) -> QueryResult<usize> 
 }
 
 pub fn delete(conn: &mut AnyConnection, id: UserId) -> QueryResult<usize> {
-    let deleted = diesel::delete(users::table.find(id)).execute(conn)?;
-    events::user_changed(conn, id)?;
-    Ok(deleted)
+    diesel::delete(users::table.find(id)).execute(conn)
 }

@@ -7,7 +7,7 @@ use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 
-use super::AppState;
+use super::WebContext;
 use crate::error::AppError;
 
 /// Largest request body accepted.
@@ -84,7 +84,7 @@ fn check_csrf(req: &HttpRequest, form: &[u8]) -> Result<(), AppError> {
     let token = serde_urlencoded::from_bytes::<Token>(form)
         .ok()
         .and_then(|t| t.csrf_token);
-    if AppState::of(req)?.csrf.verify(req, token.as_deref()) {
+    if WebContext::of(req)?.csrf.verify(req, token.as_deref()) {
         Ok(())
     } else {
         Err(AppError::Forbidden(

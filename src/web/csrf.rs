@@ -12,7 +12,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 
-use crate::config::SecretKey;
+use crate::config::{SecretKey, Settings};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -22,6 +22,7 @@ const VALUE_BYTES: usize = 32;
 #[derive(Clone)]
 pub struct Csrf {
     key: Vec<u8>,
+    cookie_name: String,
     secure: bool,
 }
 
@@ -32,19 +33,16 @@ impl std::fmt::Debug for Csrf {
 }
 
 impl Csrf {
-    pub fn new(secret: &SecretKey, secure: bool) -> Self {
+    pub fn new(secret: &SecretKey, settings: &Settings) -> Self {
         Self {
             key: secret.as_bytes().to_vec(),
-            secure,
+            cookie_name: settings.cookie_name("latchkey_csrf"),
+            secure: settings.cookie_secure,
         }
     }
 
-    pub fn cookie_name(&self) -> &'static str {
-        if self.secure {
-            "__Host-latchkey_csrf"
-        } else {
-            "latchkey_csrf"
-        }
+    pub fn cookie_name(&self) -> &str {
+        &self.cookie_name
     }
 
     fn mac(&self, value: &str) -> HmacSha256 {
@@ -70,7 +68,7 @@ impl Csrf {
             return (self.token_for(&value), None);
         }
         let (value, token) = self.issue();
-        let cookie = Cookie::build(self.cookie_name(), value)
+        let cookie = Cookie::build(self.cookie_name.clone(), value)
             .path("/")
             .http_only(true)
             .secure(self.secure)
@@ -112,8 +110,9 @@ mod tests {
 
     #[test]
     fn a_token_matches_only_its_own_cookie_and_key() {
-        let csrf = Csrf::new(&SecretKey::generate(), false);
-        let other = Csrf::new(&SecretKey::generate(), false);
+        let settings = Settings::from_lookup(|_| None).unwrap();
+        let csrf = Csrf::new(&SecretKey::generate(), &settings);
+        let other = Csrf::new(&SecretKey::generate(), &settings);
         let (value, token) = csrf.issue();
         let (other_value, _) = csrf.issue();
 

@@ -6,6 +6,8 @@
 use actix_web::cookie::{time::Duration, Cookie, SameSite};
 use actix_web::HttpRequest;
 
+use crate::config::Settings;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flash {
     LoggedOut,
@@ -43,33 +45,27 @@ impl Flash {
     }
 }
 
-fn cookie_name(secure: bool) -> &'static str {
-    if secure {
-        "__Host-latchkey_flash"
-    } else {
-        "latchkey_flash"
-    }
-}
+const COOKIE: &str = "latchkey_flash";
 
-fn cookie(secure: bool, value: &'static str, max_age: Duration) -> Cookie<'static> {
-    Cookie::build(cookie_name(secure), value)
+fn cookie(settings: &Settings, value: &'static str, max_age: Duration) -> Cookie<'static> {
+    Cookie::build(settings.cookie_name(COOKIE), value)
         .path("/")
         .http_only(true)
-        .secure(secure)
+        .secure(settings.cookie_secure)
         .same_site(SameSite::Lax)
         .max_age(max_age)
         .finish()
 }
 
 /// The cookie that carries `flash` to the next page (for a minute at most).
-pub fn set(flash: Flash, secure: bool) -> Cookie<'static> {
-    cookie(secure, flash.code(), Duration::minutes(1))
+pub fn set(flash: Flash, settings: &Settings) -> Cookie<'static> {
+    cookie(settings, flash.code(), Duration::minutes(1))
 }
 
 /// The request's notice, if any, and the cookie that clears it (shown once).
-pub fn take(req: &HttpRequest, secure: bool) -> Option<(Flash, Cookie<'static>)> {
-    let value = req.cookie(cookie_name(secure))?;
-    let clear = cookie(secure, "", Duration::ZERO);
+pub fn take(req: &HttpRequest, settings: &Settings) -> Option<(Flash, Cookie<'static>)> {
+    let value = req.cookie(&settings.cookie_name(COOKIE))?;
+    let clear = cookie(settings, "", Duration::ZERO);
     let flash = Flash::ALL.into_iter().find(|f| f.code() == value.value());
     flash.map(|flash| (flash, clear))
 }

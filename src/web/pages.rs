@@ -8,8 +8,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 use sha2::{Digest as _, Sha256};
 
-use super::flash;
-use super::AppState;
+use super::{flash, WebContext};
 use crate::error::AppError;
 
 /// The stylesheet, embedded in the binary.
@@ -58,18 +57,19 @@ pub struct PageContext {
 }
 
 impl PageContext {
-    pub fn new(req: &HttpRequest, state: &AppState) -> Self {
-        let (csrf_token, csrf_cookie) = state.csrf.token(req);
+    pub fn new(req: &HttpRequest) -> Result<Self, AppError> {
+        let web = WebContext::of(req)?;
+        let (csrf_token, csrf_cookie) = web.csrf.token(req);
         let mut cookies: Vec<Cookie<'static>> = csrf_cookie.into_iter().collect();
-        let notice = flash::take(req, state.settings.cookie_secure).map(|(flash, clear)| {
+        let notice = flash::take(req, &web.settings).map(|(flash, clear)| {
             cookies.push(clear);
             flash.message()
         });
-        Self {
+        Ok(Self {
             csrf_token,
             notice,
             cookies,
-        }
+        })
     }
 
     /// `page`, rendered with `status`, with the cookies it needs.

@@ -13,22 +13,23 @@
 //!   `X-Request-Id`. Nothing else of the request is logged: no query string,
 //!   header, cookie or body.
 
+use std::time::Instant;
+
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::cookie::{time::Duration, Cookie};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::{Method, StatusCode, Uri};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage as _, HttpResponse, ResponseError as _};
 
-use super::body::{unsupported_media_type, BodyKind, MAX_BODY_BYTES};
-use super::pages::{self, ErrorPage, STYLE_HREF};
-use super::{AppState, Wants};
-use crate::error::{AppError, ErrorInfo};
-use crate::sessions::Remembered;
-use crate::startup::cookie_name;
+use crate::error::{status_text, AppError, ErrorInfo};
+use crate::metrics::Metrics;
+use crate::state::AppState;
 use crate::users::UserId;
+use crate::web::body::{unsupported_media_type, BodyKind, MAX_BODY_BYTES};
+use crate::web::pages::{self, ErrorPage, STYLE_HREF};
+use crate::web::Wants;
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                    base-uri 'none'; frame-ancestors 'none'";
@@ -37,92 +38,99 @@ pub async fn edge(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let started = std::time::Instant::now();
-    let request_id = request_id(req.headers());
-    let method = req.method().clone();
-    // A cheap clone (shared bytes): the path for the log line, and where a
-    // browser sent to the login page comes back to.
-    let uri = req.uri().clone();
-    let wants = Wants::of(req.headers());
-    req.extensions_mut().insert(wants);
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let settings = state.as_ref().map(|state| &state.settings);
-    let secure = settings.is_some_and(|s| s.cookie_secure);
-    let get_path =
-        (method == Method::GET).then(|| uri.path_and_query().map_or(uri.path(), |pq| pq.as_str()));
-    let finish = |response: HttpResponse<BoxBody>| {
-        let mut response =
-            if response.status().is_client_error() || response.status().is_server_error() {
-                render_error(response, wants, get_path)
-            } else {
-                response
-            };
-        let remembered = response.extensions().get::<Remembered>().is_some();
-        if let (Some(settings), true) = (settings, remembered) {
-            persist_session_cookie(
-                response.headers_mut(),
-                cookie_name(settings.cookie_secure),
-                settings.remember_me_lifetime,
-            );
-        }
-        add_headers(response.headers_mut(), secure);
-        if let Ok(id) = HeaderValue::from_str(&request_id) {
-            response
-                .headers_mut()
-                .insert(HeaderName::from_static("x-request-id"), id);
-        }
-        response
-    };
-    let log = |status: StatusCode, user: Option<UserId>, route: Option<&str>| {
-        if let Some(state) = &state {
-            let route = route.unwrap_or("unmatched");
-            state
-                .metrics
-                .request(method.as_str(), route, status.as_u16(), started.elapsed());
-        }
-        tracing::info!(
-            target: "latchkey::request",
-            method = %method,
-            path = %uri.path(),
-            status = status.as_u16(),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-            request_id = %request_id,
-            user_id = user.map(|id| id.0),
-            "request"
-        );
-    };
+    let exchange = Exchange::begin(&req);
+    req.extensions_mut().insert(exchange.wants);
 
     if let Err(err) = check_unsafe_request(&req) {
         let (req, _) = req.into_parts();
-        let response = finish(err.error_response());
-        log(response.status(), None, req.match_pattern().as_deref());
+        let response = exchange.finish(err.error_response());
+        exchange.log(response.status(), None, req.match_pattern().as_deref());
         return Ok(ServiceResponse::new(req, response));
     }
     match next.call(req).await {
         Ok(response) => {
             let (req, res) = response.map_into_boxed_body().into_parts();
-            let response = finish(res);
+            let response = exchange.finish(res);
             let user = req.extensions().get::<UserId>().copied();
-            log(response.status(), user, req.match_pattern().as_deref());
+            exchange.log(response.status(), user, req.match_pattern().as_deref());
             Ok(ServiceResponse::new(req, response))
         }
-        // Raised by a middleware, not a handler: in practice the session store,
-        // which fails when the database cannot be reached.
+        // Raised by a middleware, not a handler (the request is gone with it);
+        // its response, if it made one, is rendered like any other error.
         Err(err) => {
-            let status = err.as_response_error().status_code();
-            let app_error = if status.is_server_error() {
-                tracing::warn!(error = ?err, "session store unavailable");
-                AppError::Unavailable {
-                    retry_after_secs: 1,
-                    cause: None,
-                }
-            } else {
-                AppError::Status(status)
-            };
-            let response = finish(app_error.error_response());
-            log(response.status(), None, None);
+            let response = exchange.finish(err.error_response());
+            exchange.log(response.status(), None, None);
             Err(InternalError::from_response(err, response).into())
         }
+    }
+}
+
+/// What the edge keeps of a request to finish its response and log it.
+struct Exchange {
+    started: Instant,
+    request_id: String,
+    method: Method,
+    /// A cheap clone (shared bytes): the path for the log line, and where a
+    /// browser sent to the login page comes back to.
+    uri: Uri,
+    wants: Wants,
+    secure: bool,
+    metrics: Option<std::sync::Arc<Metrics>>,
+}
+
+impl Exchange {
+    fn begin(req: &ServiceRequest) -> Self {
+        let state = req.app_data::<web::Data<AppState>>();
+        Self {
+            started: Instant::now(),
+            request_id: request_id(req.headers()),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            wants: Wants::of(req.headers()),
+            secure: state.is_some_and(|s| s.settings.cookie_secure),
+            metrics: state.map(|s| s.metrics.clone()),
+        }
+    }
+
+    /// Renders errors for the client, adds the security headers and the request id.
+    fn finish(&self, response: HttpResponse<BoxBody>) -> HttpResponse<BoxBody> {
+        let status = response.status();
+        let mut response = if status.is_client_error() || status.is_server_error() {
+            let get_path = (self.method == Method::GET).then(|| {
+                self.uri
+                    .path_and_query()
+                    .map_or(self.uri.path(), |pq| pq.as_str())
+            });
+            render_error(response, self.wants, get_path)
+        } else {
+            response
+        };
+        add_headers(response.headers_mut(), self.secure);
+        if let Ok(id) = HeaderValue::from_str(&self.request_id) {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), id);
+        }
+        response
+    }
+
+    /// Counts the request and logs its one line.
+    fn log(&self, status: StatusCode, user: Option<UserId>, route: Option<&str>) {
+        let elapsed = self.started.elapsed();
+        if let Some(metrics) = &self.metrics {
+            let route = route.unwrap_or("unmatched");
+            metrics.request(self.method.as_str(), route, status.as_u16(), elapsed);
+        }
+        tracing::info!(
+            target: "latchkey::request",
+            method = %self.method,
+            path = %self.uri.path(),
+            status = status.as_u16(),
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            request_id = %self.request_id,
+            user_id = user.map(|id| id.0),
+            "request"
+        );
     }
 }
 
@@ -193,9 +201,10 @@ fn render_error(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    let text = status_text(status);
     let message = match &info {
         Some(info) => info.message.clone(),
-        None => AppError::Status(status).message(),
+        None => text.message.to_owned(),
     };
 
     match wants {
@@ -222,7 +231,7 @@ fn render_error(
         Wants::Html => {
             let page = ErrorPage {
                 style: &STYLE_HREF,
-                title: title(status),
+                title: text.title,
                 message: &message,
             };
             let html = match pages::render(status, &page) {
@@ -251,25 +260,6 @@ fn replace_body(
     response
 }
 
-/// Gives the session cookie set by this response a `Max-Age` (remember me).
-fn persist_session_cookie(headers: &mut HeaderMap, name: &str, lifetime: std::time::Duration) {
-    let max_age = Duration::seconds(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX));
-    let cookies: Vec<HeaderValue> = headers.get_all(header::SET_COOKIE).cloned().collect();
-    headers.remove(header::SET_COOKIE);
-    for value in cookies {
-        let persisted = value
-            .to_str()
-            .ok()
-            .and_then(|text| Cookie::parse(text.to_owned()).ok())
-            .filter(|cookie| cookie.name() == name && !cookie.value().is_empty())
-            .and_then(|mut cookie| {
-                cookie.set_max_age(max_age);
-                HeaderValue::from_str(&cookie.to_string()).ok()
-            });
-        headers.append(header::SET_COOKIE, persisted.unwrap_or(value));
-    }
-}
-
 fn add_headers(headers: &mut HeaderMap, secure: bool) {
     let set = |headers: &mut HeaderMap, name: &'static str, value: &'static str| {
         headers.insert(
@@ -290,23 +280,6 @@ fn add_headers(headers: &mut HeaderMap, secure: bool) {
     }
     if !headers.contains_key(header::CACHE_CONTROL) {
         set(headers, "cache-control", "no-store");
-    }
-}
-
-fn title(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 => "Bad request",
-        401 => "Please log in",
-        403 => "Forbidden",
-        404 => "Page not found",
-        405 => "Method not allowed",
-        409 => "Conflict",
-        413 => "Request too large",
-        415 => "Unsupported request",
-        429 => "Too many attempts",
-        503 => "Service unavailable",
-        s if s >= 500 => "Something went wrong",
-        _ => "Request refused",
     }
 }
 

@@ -1,0 +1,92 @@
+//! What may be done to an account, by its user (the account pages) or by an
+//! admin (the command line): one set of operations for both.
+//!
+//! Each is one transaction that also writes its audit row and the session
+//! events that tell every instance's cache to forget the user (the session
+//! queries record those as they delete); [`Sessions`] says which sessions an
+//! operation ends. Hashing happens before, outside the
+//! transaction: callers pass the new hash.
+
+use diesel::prelude::*;
+
+use crate::audit::{self, Entry};
+use crate::db::AnyConnection;
+use crate::sessions::{events, queries as sessions};
+use crate::users::{queries as users, NewUser, User, UserId};
+
+pub use crate::sessions::queries::UserSessions as Sessions;
+
+fn ended(count: usize) -> String {
+    format!("{count} session(s) ended")
+}
+
+/// Creates a user.
+pub fn create(conn: &mut AnyConnection, new_user: &NewUser<'_>, entry: Entry) -> QueryResult<User> {
+    conn.transaction(|conn| {
+        let user = users::insert(conn, new_user)?;
+        audit::record(conn, &entry.of(&user))?;
+        Ok(user)
+    })
+}
+
+/// Sets a new password hash and ends the user's sessions (`which`); returns how many ended.
+pub fn set_password(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    hash: &str,
+    which: Sessions<'_>,
+    entry: Entry,
+) -> QueryResult<usize> {
+    conn.transaction(|conn| {
+        users::set_password_hash(conn, user_id, hash)?;
+        let count = sessions::delete_for_user(conn, user_id, which)?;
+        audit::record(conn, &entry.user(user_id).note(ended(count)))?;
+        Ok(count)
+    })
+}
+
+/// Disables a user and ends all of their sessions; returns how many ended.
+pub fn disable(conn: &mut AnyConnection, user_id: UserId, entry: Entry) -> QueryResult<usize> {
+    conn.transaction(|conn| {
+        users::set_active(conn, user_id, false)?;
+        let count = sessions::delete_for_user(conn, user_id, Sessions::All)?;
+        audit::record(conn, &entry.user(user_id).note(ended(count)))?;
+        Ok(count)
+    })
+}
+
+/// Enables a disabled user.
+pub fn enable(conn: &mut AnyConnection, user_id: UserId, entry: Entry) -> QueryResult<()> {
+    conn.transaction(|conn| {
+        users::set_active(conn, user_id, true)?;
+        events::user_changed(conn, user_id)?;
+        audit::record(conn, &entry.user(user_id))
+    })
+}
+
+/// Removes a user and all of their sessions; returns how many sessions ended.
+pub fn remove(conn: &mut AnyConnection, user_id: UserId, entry: Entry) -> QueryResult<usize> {
+    conn.transaction(|conn| {
+        let count = sessions::delete_for_user(conn, user_id, Sessions::All)?;
+        audit::record(conn, &entry.user(user_id).note(ended(count)))?;
+        users::delete(conn, user_id)?;
+        Ok(count)
+    })
+}
+
+/// Ends the user's sessions (`which`); returns how many ended. Nothing is
+/// recorded when none did (a revoke of an unknown session).
+pub fn end_sessions(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    which: Sessions<'_>,
+    entry: Entry,
+) -> QueryResult<usize> {
+    conn.transaction(|conn| {
+        let count = sessions::delete_for_user(conn, user_id, which)?;
+        if count > 0 || !matches!(which, Sessions::One(_)) {
+            audit::record(conn, &entry.user(user_id).note(ended(count)))?;
+        }
+        Ok(count)
+    })
+}

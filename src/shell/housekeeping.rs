@@ -1,0 +1,64 @@
+//! The app's background thread: it keeps the session cache honest (polling
+//! `session_events`) and sweeps what has expired.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::auth::throttle;
+use crate::db::{self, Pool};
+use crate::sessions::cache::{EventFeed, SessionCache, POLL_EVERY};
+use crate::sessions::{events, store};
+
+/// How often expired rows are swept (also once at start).
+const SWEEP_EVERY: Duration = Duration::from_secs(300);
+/// Sessions swept per statement.
+const SWEEP_BATCH: i64 = 1000;
+/// How long session events are kept (every cache has long seen them).
+const EVENTS_KEPT: Duration = Duration::from_secs(60);
+
+/// Starts the thread; it stops once the cache is dropped (the server has stopped).
+pub fn spawn(cache: &Arc<SessionCache>, pool: Pool, limits: throttle::Limits) {
+    let cache: Weak<SessionCache> = Arc::downgrade(cache);
+    let spawned = std::thread::Builder::new()
+        .name("latchkey-housekeeping".to_owned())
+        .spawn(move || run(&cache, &pool, &limits));
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the housekeeping thread: the session cache stays off");
+    }
+}
+
+fn run(cache: &Weak<SessionCache>, pool: &Pool, limits: &throttle::Limits) {
+    let mut feed = EventFeed::default();
+    let mut last_sweep: Option<Instant> = None;
+    while let Some(cache) = cache.upgrade() {
+        match feed.poll(&cache, pool) {
+            Ok(()) => cache.feed_ok(),
+            Err(error) => cache.feed_failed(&error),
+        }
+        drop(cache);
+        if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
+            sweep(pool, limits);
+            last_sweep = Some(Instant::now());
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
+/// Deletes what has expired: sessions, old login failures, old session events.
+/// Several instances may do it at once: deleting what is gone is harmless.
+fn sweep(pool: &Pool, limits: &throttle::Limits) {
+    let run = || -> anyhow::Result<(usize, usize)> {
+        let mut conn = pool.get()?;
+        let now = db::now();
+        let sessions = store::sweep(&mut conn, SWEEP_BATCH)?;
+        let failures = throttle::sweep(&mut conn, limits, now)?;
+        let kept = chrono::Duration::from_std(EVENTS_KEPT)?;
+        events::sweep(&mut conn, now - kept)?;
+        Ok((sessions, failures))
+    };
+    match run() {
+        Ok((0, 0)) => {}
+        Ok((sessions, failures)) => tracing::info!(sessions, failures, "swept expired rows"),
+        Err(error) => tracing::warn!(error = format!("{error:#}"), "sweep failed"),
+    }
+}

@@ -1,0 +1,22 @@
+//! The app shell, beside `startup`: the edge middleware every request passes,
+//! the operational routes, and the background housekeeping.
+
+pub mod edge;
+pub mod housekeeping;
+pub mod probes;
+
+use actix_web::web;
+
+use crate::web::pages;
+
+/// Routes outside the session scope: they never load a session.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(probes::healthz))
+        .route("/readyz", web::get().to(probes::readyz))
+        .route("/metrics", web::get().to(probes::metrics))
+        .service(
+            web::resource("/static/{name}")
+                .route(web::get().to(pages::asset))
+                .route(web::head().to(pages::asset)),
+        );
+}
