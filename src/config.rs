@@ -163,6 +163,13 @@ pub struct Settings {
     /// Failures from one client across all usernames before it is throttled.
     pub login_max_failures_per_client: u32,
     pub login_window: Duration,
+    /// Failures per account (whatever the client) in an hour before password
+    /// tries without that account's device cookie are refused.
+    pub login_max_failures_per_account: u32,
+    /// How long audit events are kept.
+    pub audit_retention: Duration,
+    /// Live sessions per user; a new login past it ends the least recently seen.
+    pub max_sessions_per_user: u32,
     /// Peers whose `X-Forwarded-For` is believed (addresses or CIDR ranges).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Concurrent bcrypt computations (default: the number of cores).
@@ -225,6 +232,19 @@ impl Settings {
                 1..=1_000_000,
             )?,
             login_window: parse_duration(&get, "LATCHKEY_LOGIN_WINDOW", "15m")?,
+            login_max_failures_per_account: parse_num(
+                &get,
+                "LATCHKEY_LOGIN_MAX_FAILURES_PER_ACCOUNT",
+                100,
+                1..=1_000_000,
+            )?,
+            audit_retention: parse_duration(&get, "LATCHKEY_AUDIT_RETENTION", "90d")?,
+            max_sessions_per_user: parse_num(
+                &get,
+                "LATCHKEY_MAX_SESSIONS_PER_USER",
+                50,
+                1..=100_000,
+            )?,
             trusted_proxies: parse_proxies(
                 get("LATCHKEY_TRUSTED_PROXIES").as_deref().unwrap_or(""),
             )?,
@@ -437,6 +457,9 @@ mod tests {
             ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.1, nginx"),
             ("LATCHKEY_LOGIN_MAX_FAILURES", "0"),
             ("LATCHKEY_SESSION_CACHE", "sometimes"),
+            ("LATCHKEY_LOGIN_MAX_FAILURES_PER_ACCOUNT", "0"),
+            ("LATCHKEY_AUDIT_RETENTION", "forever"),
+            ("LATCHKEY_MAX_SESSIONS_PER_USER", "0"),
         ];
         for (var, value) in cases {
             let err = settings(&[(var, value)]).expect_err(value);

@@ -12,22 +12,26 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
-use crate::auth::throttle;
+use crate::audit::Sampler;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::sessions::cache::SessionCache;
 use crate::sessions::remember::{self, RememberCookie};
 use crate::sessions::store::{self, SessionPolicy};
 use crate::sessions::DbSessionStore;
-use crate::shell::{self, edge::edge, housekeeping};
+use crate::shell::housekeeping::{self, Retention};
+use crate::shell::{self, edge::edge};
 use crate::state::AppState;
 use crate::users::PasswordHasher;
-use crate::web::csrf::Csrf;
 use crate::web::WebContext;
 use crate::{account, auth, db};
 
 /// Sessions (and users) kept in the in-process cache.
 const CACHE_CAPACITY: usize = 10_000;
+/// Throttled tries: at most one audit row per username and client this often,
+/// for at most this many of them at once.
+const THROTTLED_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+const THROTTLED_SAMPLE_KEYS: usize = 1000;
 /// The session cookie's name, before the `__Host-` rule.
 const SESSION_COOKIE: &str = "latchkey_session";
 
@@ -127,19 +131,16 @@ async fn assemble(settings: Settings) -> anyhow::Result<Parts> {
         0
     };
     let cache = SessionCache::new(capacity);
-    housekeeping::spawn(
-        &cache,
-        pool.clone(),
-        throttle::Limits::from_settings(&settings),
-    );
+    housekeeping::spawn(&cache, pool.clone(), Retention::from_settings(&settings));
     let policy = SessionPolicy {
         idle_timeout: settings.session_idle_timeout,
         max_lifetime: settings.session_max_lifetime,
         remember_lifetime: settings.remember_me_lifetime,
+        max_per_user: settings.max_sessions_per_user,
     };
     let settings = Arc::new(settings);
     Ok(Parts {
-        web: WebContext::new(settings.clone(), Csrf::new(&secret, &settings)),
+        web: WebContext::new(settings.clone(), &secret),
         remember: web::Data::new(RememberCookie {
             name: settings.cookie_name(SESSION_COOKIE),
             lifetime: settings.remember_me_lifetime,
@@ -151,6 +152,7 @@ async fn assemble(settings: Settings) -> anyhow::Result<Parts> {
             settings,
             metrics,
             cache,
+            throttled: Arc::new(Sampler::new(THROTTLED_SAMPLE_EVERY, THROTTLED_SAMPLE_KEYS)),
         }),
         key: Key::from(secret.as_bytes()),
     })

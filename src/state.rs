@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use actix_web::{web, HttpRequest};
 
+use crate::audit::Sampler;
 use crate::config::Settings;
 use crate::db::{self, AnyConnection, Pool};
 use crate::error::AppError;
@@ -19,6 +20,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
     pub cache: Arc<SessionCache>,
+    /// Throttled tries are audited sampled (see [`Sampler`]).
+    pub throttled: Arc<Sampler>,
 }
 
 impl AppState {

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::ops::{self, Sessions};
-use crate::audit::{self, Entry, Event};
+use crate::audit::{Entry, Event};
+use crate::auth::service::{self, Asker, Purpose};
 use crate::auth::CurrentUser;
 use crate::db;
 use crate::error::AppError;
@@ -264,9 +265,10 @@ impl From<AppError> for Refusal {
     }
 }
 
-/// The steps of a password change: check the current password (a failure is
-/// audited), check the new one, hash it, then store it and end the other
-/// sessions in one transaction.
+/// The steps of a password change: check the new password (before anything
+/// else, so the answer tells nothing about the current one), check the
+/// current one (throttled and audited like a login), hash the new one, then
+/// store it and end the other sessions in one transaction.
 async fn set_new_password(
     req: &HttpRequest,
     state: &AppState,
@@ -274,27 +276,23 @@ async fn set_new_password(
     passwords: ChangePassword,
     client: &Client,
 ) -> Result<(), Refusal> {
-    let user_id = current.user.id;
-    let stored = Some(current.user.password_hash.clone());
-    let matched = state
-        .hasher
-        .verify(passwords.current_password, stored)
-        .await
-        .map_err(AppError::from)?;
-    if !matched {
-        let entry = Entry::new(Event::PasswordChangeFailed)
-            .user(user_id)
-            .client(client);
-        state
-            .db(move |conn| Ok(audit::record(conn, &entry)?))
-            .await?;
-        state.metrics.event(Event::PasswordChangeFailed);
+    let user = &current.user;
+    let new_password =
+        NewPassword::parse(passwords.new_password).map_err(|e| Refusal::Refused(e.to_string()))?;
+    let asker = Asker::of(req)?;
+    let matched = service::check_password(
+        state,
+        &user.username,
+        passwords.current_password,
+        &asker,
+        Purpose::PasswordChange,
+    )
+    .await?;
+    if matched.is_none() {
         return Err(Refusal::Refused(
             "Current password is incorrect.".to_owned(),
         ));
     }
-    let new_password =
-        NewPassword::parse(passwords.new_password).map_err(|e| Refusal::Refused(e.to_string()))?;
     let hash = state
         .hasher
         .hash(new_password)
@@ -302,6 +300,7 @@ async fn set_new_password(
         .map_err(AppError::from)?;
     let keep = current::public_id(req).unwrap_or_default();
     let entry = Entry::new(Event::PasswordChanged).client(client);
+    let user_id = user.id;
     state
         .db(move |conn| {
             let which = Sessions::AllBut(&keep);

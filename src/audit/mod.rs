@@ -1,7 +1,10 @@
 //! The audit trail: every authentication event, with who, when and from where.
 //! Nothing secret is stored: no password, hash, cookie or session key.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -157,6 +160,70 @@ pub fn record(conn: &mut AnyConnection, entry: &Entry) -> QueryResult<()> {
         .map(drop)
 }
 
+/// Deletes events older than `before`, in batches of `batch`; returns how many went.
+pub fn sweep(conn: &mut AnyConnection, before: NaiveDateTime, batch: i64) -> QueryResult<usize> {
+    let mut total = 0;
+    loop {
+        let old: Vec<i64> = audit_events::table
+            .select(audit_events::id)
+            .filter(audit_events::at.lt(before))
+            .limit(batch)
+            .load(conn)?;
+        if old.is_empty() {
+            return Ok(total);
+        }
+        total += diesel::delete(audit_events::table.filter(audit_events::id.eq_any(&old)))
+            .execute(conn)?;
+    }
+}
+
+/// Keeps a flood of one kind of event (throttled tries: no password check, so
+/// they cost an attacker nothing) from growing the audit table or holding
+/// SQLite's one writer: at most one row per key per interval, and at most
+/// `capacity` keys an interval; the row says how many tries it stands for.
+/// Every try is still counted in `/metrics`.
+#[derive(Debug)]
+pub struct Sampler {
+    seen: Mutex<HashMap<String, (Instant, u64)>>,
+    every: Duration,
+    capacity: usize,
+}
+
+impl Sampler {
+    pub fn new(every: Duration, capacity: usize) -> Self {
+        Self {
+            seen: Mutex::new(HashMap::new()),
+            every,
+            capacity,
+        }
+    }
+
+    /// `Some(n)`: write a row now, standing for `n` tries (this one and those
+    /// not written since the last row of this key); `None`: counted, not written.
+    pub fn sample(&self, key: &str) -> Option<u64> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, unwritten)) = seen.get_mut(key) {
+            if at.elapsed() < self.every {
+                *unwritten += 1;
+                return None;
+            }
+            let tries = *unwritten + 1;
+            *at = Instant::now();
+            *unwritten = 0;
+            return Some(tries);
+        }
+        if seen.len() >= self.capacity {
+            let every = self.every;
+            seen.retain(|_, (at, _)| at.elapsed() < every);
+            if seen.len() >= self.capacity {
+                return None;
+            }
+        }
+        seen.insert(key.to_owned(), (Instant::now(), 0));
+        Some(1)
+    }
+}
+
 /// The newest events first; with `user`, only the events of that username or user id.
 pub fn list(
     conn: &mut AnyConnection,
@@ -180,4 +247,32 @@ pub fn list(
         None => {}
     }
     query.load(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_one_key_writes_one_row_an_interval() {
+        let sampler = Sampler::new(Duration::from_millis(50), 2);
+        assert_eq!(sampler.sample("alice|1.2.3.4"), Some(1));
+        for _ in 0..100 {
+            assert_eq!(sampler.sample("alice|1.2.3.4"), None);
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(
+            sampler.sample("alice|1.2.3.4"),
+            Some(101),
+            "the row covers the skipped tries"
+        );
+    }
+
+    #[test]
+    fn a_flood_of_many_keys_is_capped() {
+        let sampler = Sampler::new(Duration::from_secs(60), 2);
+        assert_eq!(sampler.sample("a"), Some(1));
+        assert_eq!(sampler.sample("b"), Some(1));
+        assert_eq!(sampler.sample("c"), None, "full: counted in metrics only");
+    }
 }

@@ -2,6 +2,7 @@
 //! and the same routes as pages and forms for browsers.
 
 use actix_identity::Identity;
+use actix_web::cookie::Cookie;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{guard, web, HttpRequest, HttpResponse};
@@ -9,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::current_user::CurrentUser;
-use super::service;
+use super::service::{self, Asker, Purpose};
 use crate::audit::{self, Entry, Event};
 use crate::error::AppError;
 use crate::sessions::current;
@@ -18,7 +19,7 @@ use crate::users::{User, Username};
 use crate::web::flash::{self, Flash};
 use crate::web::pages::{LoginPage, PageContext, ProtectedPage, STYLE_HREF};
 use crate::web::redirect::safe_next;
-use crate::web::{self as edge, Body, BodyKind, Client, Wants};
+use crate::web::{self as edge, Body, BodyKind, Client, Wants, WebContext};
 
 pub const INVALID_CREDENTIALS: &str = "Invalid username or password.";
 
@@ -49,6 +50,22 @@ struct NextQuery {
     next: Option<String>,
 }
 
+/// A login that went through: its user, and the device cookie that marks this
+/// browser as theirs (see `web::device`), for the response.
+struct SignedIn {
+    user: User,
+    device: Cookie<'static>,
+}
+
+impl SignedIn {
+    fn respond(&self, mut response: HttpResponse) -> Result<HttpResponse, AppError> {
+        response
+            .add_cookie(&self.device)
+            .map_err(AppError::internal)?;
+        Ok(response)
+    }
+}
+
 /// Checks the credentials and starts a new session for their user
 /// (remembered when `remember` is set).
 async fn sign_in(
@@ -57,14 +74,15 @@ async fn sign_in(
     username: &str,
     password: String,
     remember: bool,
-) -> Result<User, AppError> {
+) -> Result<SignedIn, AppError> {
     let username = Username::parse(username)?;
-    let client = Client::of(req);
-    let user = service::authenticate(state, &username, password, client.clone())
+    let asker = Asker::of(req)?;
+    let user = service::check_password(state, username.as_str(), password, &asker, Purpose::Login)
         .await?
         .ok_or(AppError::Unauthorized(INVALID_CREDENTIALS))?;
-    current::begin(req, user.id, &client, remember)?;
-    Ok(user)
+    current::begin(req, user.id, &asker.client, remember)?;
+    let device = WebContext::of(req)?.devices.issue(user.id);
+    Ok(SignedIn { user, device })
 }
 
 /// `POST /login` with JSON (or no body at all).
@@ -78,10 +96,10 @@ pub async fn login_json(
         password,
         remember,
     } = body.value;
-    let user = sign_in(&req, &state, &username, password, remember).await?;
-    Ok(HttpResponse::Ok().json(json!({
+    let signed_in = sign_in(&req, &state, &username, password, remember).await?;
+    signed_in.respond(HttpResponse::Ok().json(json!({
         "message": "Login successful!",
-        "user_id": user.id,
+        "user_id": signed_in.user.id,
     })))
 }
 
@@ -99,7 +117,9 @@ pub async fn login_form(
     } = body.value;
     let remember = remember.is_some_and(|v| matches!(v.as_str(), "on" | "true" | "1"));
     match sign_in(&req, &state, &username, password, remember).await {
-        Ok(_) => Ok(edge::see_other(safe_next(&next).unwrap_or("/protected"))),
+        Ok(signed_in) => {
+            signed_in.respond(edge::see_other(safe_next(&next).unwrap_or("/protected")))
+        }
         // Any refusal of the credentials: the form again, one generic message.
         Err(AppError::BadRequest(_) | AppError::Unauthorized(_)) => login_page_response(
             &req,

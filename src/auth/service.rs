@@ -1,53 +1,75 @@
-//! Checking credentials: the work behind the login route.
+//! Checking a password: the work behind the login route, and behind every
+//! other check of a current password (a password change), throttled and
+//! audited alike.
 
+use actix_web::HttpRequest;
 use diesel::Connection as _;
 
-use super::throttle::{self, Limits};
+use super::throttle::{self, Attempt, Limits, Reservation, ReserveError};
 use crate::audit::{self, Entry, Event};
 use crate::db;
 use crate::error::AppError;
 use crate::sessions::events;
 use crate::state::AppState;
-use crate::users::{queries, User, UserId, Username};
-use crate::web::Client;
+use crate::users::{queries, User};
+use crate::web::device::Device;
+use crate::web::{Client, WebContext};
+
+/// What a password is checked for: which events it records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `POST /login`: success and failure are login events; a success is the last login.
+    Login,
+    /// A password change: a failure is `password_change_failed`; the change
+    /// itself is audited by the operation that makes it.
+    PasswordChange,
+}
+
+/// Who is asking, as the throttle sees them.
+#[derive(Debug, Clone)]
+pub struct Asker {
+    pub client: Client,
+    /// The request's device cookie, if any (it counts only for its own user).
+    pub device: Option<Device>,
+}
+
+impl Asker {
+    pub fn of(req: &HttpRequest) -> Result<Self, AppError> {
+        Ok(Self {
+            client: Client::of(req),
+            device: WebContext::of(req)?.devices.read(req),
+        })
+    }
+}
 
 /// The user these credentials belong to, or `None`.
 ///
-/// - Throttled first (see [`throttle`]): a refused try costs no password check and
-///   answers `429` with `Retry-After`.
+/// - Throttled first (see [`throttle`]): the try is recorded before its check,
+///   so racing tries cannot pass the limits; a refused try costs no password
+///   check and answers `429` with `Retry-After`.
 /// - Unknown users, disabled users and wrong passwords are indistinguishable: one
-///   bcrypt verify each (against a dummy hash when there is no user) and `None`.
+///   bcrypt verify each at the configured cost at least (see `PasswordHasher::verify`).
 /// - A hash of another cost than the configured one is replaced on success.
 /// - The outcome goes to the audit trail either way.
-pub async fn authenticate(
+pub async fn check_password(
     state: &AppState,
-    username: &Username,
+    username: &str,
     password: String,
-    client: Client,
+    asker: &Asker,
+    purpose: Purpose,
 ) -> Result<Option<User>, AppError> {
-    let limits = Limits::from_settings(&state.settings);
-    let name = username.as_str().to_owned();
-    let ip = client.ip.clone().unwrap_or_else(|| "unknown".to_owned());
-    let (audit_client, check_ip) = (client.clone(), ip.clone());
-    let metrics = state.metrics.clone();
-    let found = state
-        .db(move |conn| {
-            if let Some(wait) = throttle::check(conn, &limits, &name, &check_ip, db::now())? {
-                metrics.login("throttled");
-                let entry = Entry::new(Event::LoginThrottled)
-                    .username(&name)
-                    .client(&audit_client)
-                    .detail(format!("retry after {wait}s"));
-                audit::record(conn, &entry)?;
-                return Err(AppError::TooManyRequests {
-                    retry_after_secs: wait,
-                });
-            }
-            Ok(queries::find_by_username(conn, &name)?)
-        })
-        .await?;
+    let (found, attempt, reservation) = reserve(state, username, asker, purpose).await?;
     let stored_hash = found.as_ref().map(|u| u.password_hash.clone());
-    let matched = state.hasher.verify(password.clone(), stored_hash).await?;
+    let matched = match state.hasher.verify(password.clone(), stored_hash).await {
+        Ok(matched) => matched,
+        Err(err) => {
+            // No check happened: the try is not a failure.
+            let _ = state
+                .db(move |conn| Ok(throttle::release(conn, reservation)?))
+                .await;
+            return Err(err.into());
+        }
+    };
 
     let failure = match &found {
         None => Some("unknown_user"),
@@ -61,54 +83,159 @@ pub async fn authenticate(
         }
         _ => None,
     };
-    state.metrics.login(failure.unwrap_or("success"));
-    let name = username.as_str().to_owned();
-    let id = found.as_ref().map(|u| u.id);
+    count(state, purpose, failure);
+    let outcome = Outcome {
+        user: found.clone(),
+        failure,
+        attempt,
+        client: asker.client.clone(),
+        rehash,
+        purpose,
+    };
     state
         .db(move |conn| {
             // One commit for all the bookkeeping, whatever the outcome.
-            conn.transaction(|conn| {
-                record_outcome(conn, id, failure, &name, &ip, &client, rehash.as_deref())
-            })
-            .map_err(AppError::from)
+            conn.transaction(|conn| outcome.record(conn))
+                .map_err(AppError::from)
         })
         .await?;
     Ok(found.filter(|_| failure.is_none()))
 }
 
-/// The last login, the throttle count and the audit trail, after a check.
-fn record_outcome(
-    conn: &mut db::AnyConnection,
-    id: Option<UserId>,
-    failure: Option<&str>,
-    name: &str,
-    ip: &str,
-    client: &Client,
-    rehash: Option<&str>,
-) -> diesel::QueryResult<()> {
-    match (id, failure) {
-        (Some(id), None) => {
-            if let Some(hash) = rehash {
-                queries::set_password_hash(conn, id, hash)?;
-                events::user_changed(conn, id)?;
+/// Finds the user and records the try, unless a limit refuses it.
+async fn reserve(
+    state: &AppState,
+    username: &str,
+    asker: &Asker,
+    purpose: Purpose,
+) -> Result<(Option<User>, Attempt, Reservation), AppError> {
+    let limits = Limits::from_settings(&state.settings);
+    let name = username.to_owned();
+    let client = asker
+        .client
+        .ip
+        .clone()
+        .unwrap_or_else(|| "unknown".to_owned());
+    let device = asker.device.clone();
+    let reserved = state
+        .db(move |conn| {
+            let result = conn.transaction(|conn| {
+                throttle::lock(conn, &name, &client)?;
+                let found = queries::find_by_username(conn, &name)?;
+                let attempt = Attempt {
+                    username: name.clone(),
+                    client: client.clone(),
+                    // A device cookie counts only for the user it names.
+                    device: device
+                        .filter(|d| found.as_ref().is_some_and(|u| u.id == d.user_id))
+                        .map(|d| d.id),
+                };
+                let reservation = throttle::reserve(conn, &limits, &attempt, db::now())?;
+                Ok::<_, ReserveError>((found, attempt, reservation))
+            });
+            match result {
+                Ok(reserved) => Ok(Ok(reserved)),
+                Err(ReserveError::Throttled(throttled)) => Ok(Err(throttled)),
+                Err(ReserveError::Db(err)) => Err(err.into()),
             }
-            queries::record_login(conn, id)?;
-            throttle::clear(conn, name, ip)?;
-            let entry = Entry::new(Event::LoginSuccess).user(id);
-            audit::record(conn, &entry.username(name).client(client))
+        })
+        .await?;
+    match reserved {
+        Ok(reserved) => Ok(reserved),
+        Err(throttled) => {
+            throttled_try(state, username, &asker.client, purpose, throttled).await?;
+            Err(AppError::TooManyRequests {
+                retry_after_secs: throttled.retry_after_secs,
+            })
         }
-        _ => {
-            throttle::record_failure(conn, name, ip, db::now())?;
-            let mut entry = Entry::new(Event::LoginFailure)
-                .username(name)
-                .client(client);
-            if let Some(id) = id {
-                entry = entry.user(id);
+    }
+}
+
+/// Counts a refused try; audits it too, sampled (a flood of them must not
+/// grow the audit table or hold the database's writer).
+async fn throttled_try(
+    state: &AppState,
+    username: &str,
+    client: &Client,
+    purpose: Purpose,
+    throttled: throttle::Throttled,
+) -> Result<(), AppError> {
+    state.metrics.login("throttled");
+    let key = format!("{username}|{}", client.ip.as_deref().unwrap_or(""));
+    let Some(tries) = state.throttled.sample(&key) else {
+        return Ok(());
+    };
+    let what = match purpose {
+        Purpose::Login => "login",
+        Purpose::PasswordChange => "password change",
+    };
+    let entry = Entry::new(Event::LoginThrottled)
+        .username(username)
+        .client(client)
+        .detail(format!(
+            "{what}: {tries} tr{} refused; retry after {}s",
+            if tries == 1 { "y" } else { "ies" },
+            throttled.retry_after_secs
+        ));
+    state.db(move |conn| Ok(audit::record(conn, &entry)?)).await
+}
+
+fn count(state: &AppState, purpose: Purpose, failure: Option<&str>) {
+    match (purpose, failure) {
+        (Purpose::Login, outcome) => state.metrics.login(outcome.unwrap_or("success")),
+        (Purpose::PasswordChange, Some(_)) => state.metrics.event(Event::PasswordChangeFailed),
+        (Purpose::PasswordChange, None) => {}
+    }
+}
+
+/// What a check found, to be recorded in one commit.
+struct Outcome {
+    user: Option<User>,
+    failure: Option<&'static str>,
+    attempt: Attempt,
+    client: Client,
+    rehash: Option<String>,
+    purpose: Purpose,
+}
+
+impl Outcome {
+    /// Success: the rehash, the last login, the throttle forgiven, the audit row.
+    /// Failure: the try's row stays as the failure; the audit row.
+    fn record(&self, conn: &mut db::AnyConnection) -> diesel::QueryResult<()> {
+        let entry = |event| {
+            let entry = Entry::new(event)
+                .username(&self.attempt.username)
+                .client(&self.client);
+            match &self.user {
+                Some(user) => entry.user(user.id),
+                None => entry,
             }
-            if let Some(reason) = failure {
-                entry = entry.detail(reason);
+        };
+        match (&self.user, self.failure) {
+            (Some(user), None) => {
+                if let Some(hash) = &self.rehash {
+                    queries::set_password_hash(conn, user.id, hash)?;
+                    events::user_changed(conn, user.id)?;
+                }
+                throttle::clear(conn, &self.attempt)?;
+                if self.purpose == Purpose::Login {
+                    queries::record_login(conn, user.id)?;
+                    audit::record(conn, &entry(Event::LoginSuccess))?;
+                }
+                Ok(())
             }
-            audit::record(conn, &entry)
+            (_, failure) => {
+                let event = match self.purpose {
+                    Purpose::Login => Event::LoginFailure,
+                    Purpose::PasswordChange => Event::PasswordChangeFailed,
+                };
+                let entry = entry(event);
+                let entry = match failure {
+                    Some(reason) => entry.detail(reason),
+                    None => entry,
+                };
+                audit::record(conn, &entry)
+            }
         }
     }
 }

@@ -22,6 +22,8 @@ diesel::table! {
         #[max_length = 50]
         username -> Varchar,
         client_ip -> Text,
+        #[max_length = 64]
+        device -> Nullable<Varchar>,
     }
 }
 

@@ -160,6 +160,29 @@ pub fn delete_for_user(
     Ok(deleted)
 }
 
+/// Ends a user's least recently seen live sessions beyond the newest `keep`;
+/// returns how many ended.
+pub fn trim_for_user(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    keep: i64,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let surplus: Vec<String> = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::expires_at.gt(now))
+        .order((sessions::last_seen_at.desc(), sessions::created_at.desc()))
+        .limit(i64::MAX)
+        .offset(keep)
+        .select(sessions::key_hash)
+        .load(conn)?;
+    for key_hash in &surplus {
+        diesel::delete(sessions::table.find(key_hash)).execute(conn)?;
+        events::session_ended(conn, key_hash)?;
+    }
+    Ok(surplus.len())
+}
+
 /// Deletes up to `batch` expired sessions; returns how many went.
 pub fn sweep_expired(
     conn: &mut AnyConnection,

@@ -30,6 +30,7 @@ use actix_web::error::InternalError;
 use actix_web::middleware::Next;
 use actix_web::ResponseError as _;
 use chrono::NaiveDateTime;
+use diesel::Connection as _;
 use sha2::{Digest as _, Sha256};
 
 use super::cache::{CachedSession, SessionCache};
@@ -55,6 +56,8 @@ pub struct SessionPolicy {
     pub idle_timeout: Duration,
     pub max_lifetime: Duration,
     pub remember_lifetime: Duration,
+    /// Live sessions per user; a new one past it ends the least recently seen.
+    pub max_per_user: u32,
 }
 
 impl SessionPolicy {
@@ -242,28 +245,33 @@ impl SessionStore for DbSessionStore {
         let (ttl_seconds, lifetime_seconds) = self.policy.limits(is_remembered(&session_state));
         let key = generate_session_key();
         let key_hash = hash_key(key.as_ref());
+        let max_per_user = i64::from(self.policy.max_per_user);
         self.with_conn(move |conn| {
             let now = db::now();
             let absolute_expires_at = expiry(now, lifetime_seconds);
             let ip = state_str(&session_state, CLIENT_IP_KEY);
             let agent = state_str(&session_state, USER_AGENT_KEY);
-            queries::insert(
-                conn,
-                &NewSession {
-                    key_hash: &key_hash,
-                    public_id: &public_id,
-                    user_id: state_user_id(&session_state),
-                    state: &state,
-                    created_at: now,
-                    last_seen_at: now,
-                    expires_at: expiry(now, ttl_seconds).min(absolute_expires_at),
-                    absolute_expires_at,
-                    ttl_seconds,
-                    client_ip: ip.as_deref(),
-                    user_agent: agent.as_deref(),
-                },
-            )?;
-            Ok(())
+            let user_id = state_user_id(&session_state);
+            let row = NewSession {
+                key_hash: &key_hash,
+                public_id: &public_id,
+                user_id,
+                state: &state,
+                created_at: now,
+                last_seen_at: now,
+                expires_at: expiry(now, ttl_seconds).min(absolute_expires_at),
+                absolute_expires_at,
+                ttl_seconds,
+                client_ip: ip.as_deref(),
+                user_agent: agent.as_deref(),
+            };
+            conn.transaction(|conn| {
+                queries::insert(conn, &row)?;
+                if let Some(user_id) = user_id {
+                    queries::trim_for_user(conn, user_id, max_per_user, now)?;
+                }
+                Ok(())
+            })
         })
         .await
         .map_err(|e| SaveError::Other(e.into()))?;

@@ -4,7 +4,9 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::audit;
 use crate::auth::throttle;
+use crate::config::Settings;
 use crate::db::{self, Pool};
 use crate::sessions::cache::{EventFeed, SessionCache, POLL_EVERY};
 use crate::sessions::{events, store};
@@ -16,18 +18,34 @@ const SWEEP_BATCH: i64 = 1000;
 /// How long session events are kept (every cache has long seen them).
 const EVENTS_KEPT: Duration = Duration::from_secs(60);
 
+/// How long what is swept is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub throttle: throttle::Limits,
+    pub audit: Duration,
+}
+
+impl Retention {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            throttle: throttle::Limits::from_settings(settings),
+            audit: settings.audit_retention,
+        }
+    }
+}
+
 /// Starts the thread; it stops once the cache is dropped (the server has stopped).
-pub fn spawn(cache: &Arc<SessionCache>, pool: Pool, limits: throttle::Limits) {
+pub fn spawn(cache: &Arc<SessionCache>, pool: Pool, retention: Retention) {
     let cache: Weak<SessionCache> = Arc::downgrade(cache);
     let spawned = std::thread::Builder::new()
         .name("latchkey-housekeeping".to_owned())
-        .spawn(move || run(&cache, &pool, &limits));
+        .spawn(move || run(&cache, &pool, &retention));
     if let Err(error) = spawned {
         tracing::error!(%error, "cannot start the housekeeping thread: the session cache stays off");
     }
 }
 
-fn run(cache: &Weak<SessionCache>, pool: &Pool, limits: &throttle::Limits) {
+fn run(cache: &Weak<SessionCache>, pool: &Pool, retention: &Retention) {
     let mut feed = EventFeed::default();
     let mut last_sweep: Option<Instant> = None;
     while let Some(cache) = cache.upgrade() {
@@ -37,28 +55,33 @@ fn run(cache: &Weak<SessionCache>, pool: &Pool, limits: &throttle::Limits) {
         }
         drop(cache);
         if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
-            sweep(pool, limits);
+            sweep(pool, retention);
             last_sweep = Some(Instant::now());
         }
         std::thread::sleep(POLL_EVERY);
     }
 }
 
-/// Deletes what has expired: sessions, old login failures, old session events.
-/// Several instances may do it at once: deleting what is gone is harmless.
-fn sweep(pool: &Pool, limits: &throttle::Limits) {
-    let run = || -> anyhow::Result<(usize, usize)> {
+/// Deletes what has expired: sessions, old login failures, old session events,
+/// audit events past their retention. Several instances may do it at once:
+/// deleting what is gone is harmless.
+fn sweep(pool: &Pool, retention: &Retention) {
+    let run = || -> anyhow::Result<(usize, usize, usize)> {
         let mut conn = pool.get()?;
         let now = db::now();
         let sessions = store::sweep(&mut conn, SWEEP_BATCH)?;
-        let failures = throttle::sweep(&mut conn, limits, now)?;
+        let failures = throttle::sweep(&mut conn, &retention.throttle, now)?;
         let kept = chrono::Duration::from_std(EVENTS_KEPT)?;
         events::sweep(&mut conn, now - kept)?;
-        Ok((sessions, failures))
+        let audit_kept = chrono::Duration::from_std(retention.audit)?;
+        let audited = audit::sweep(&mut conn, now - audit_kept, SWEEP_BATCH)?;
+        Ok((sessions, failures, audited))
     };
     match run() {
-        Ok((0, 0)) => {}
-        Ok((sessions, failures)) => tracing::info!(sessions, failures, "swept expired rows"),
+        Ok((0, 0, 0)) => {}
+        Ok((sessions, failures, audit_events)) => {
+            tracing::info!(sessions, failures, audit_events, "swept expired rows")
+        }
         Err(error) => tracing::warn!(error = format!("{error:#}"), "sweep failed"),
     }
 }

@@ -96,26 +96,43 @@ impl PasswordHasher {
     }
 
     /// Checks `password` against `hash`, or against the dummy hash when there is no user,
-    /// so that an unknown user and a wrong password cost the same. A password longer than
-    /// bcrypt reads never matches (it is still checked, for the same timing).
+    /// so that an unknown user and a wrong password cost the same. A failure against a
+    /// hash cheaper than the configured cost (or a malformed one) is padded with a check
+    /// of the dummy hash: a failure never answers faster than one hash at the configured
+    /// cost. A password longer than bcrypt reads never matches (it is still checked,
+    /// for the same timing).
     pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.inner.dummy_hash.clone());
         let too_long = password.len() > PASSWORD_MAX_BYTES;
+        let cheap = self
+            .cost_of(&hash)
+            .is_none_or(|cost| cost < self.inner.cost);
+        let inner = self.inner.clone();
         let matched = self
             .run(move || {
                 let bytes = &password.as_bytes()[..password.len().min(PASSWORD_MAX_BYTES)];
                 // A malformed stored hash never matches; it is not the client's fault.
-                Ok(bcrypt::verify(bytes, &hash).unwrap_or(false))
+                let matched = bcrypt::verify(bytes, &hash).unwrap_or(false);
+                if !matched && cheap {
+                    inner.computed.fetch_add(1, Ordering::Relaxed);
+                    let _ = bcrypt::verify(bytes, &inner.dummy_hash);
+                }
+                Ok(matched)
             })
             .await?;
         Ok(known && matched && !too_long)
     }
 
+    fn cost_of(&self, hash: &str) -> Option<u32> {
+        hash.parse::<bcrypt::HashParts>()
+            .ok()
+            .map(|parts| parts.get_cost())
+    }
+
     /// Whether a stored hash was made at another cost than the configured one.
     pub fn needs_rehash(&self, hash: &str) -> bool {
-        hash.parse::<bcrypt::HashParts>()
-            .map_or(true, |parts| parts.get_cost() != self.inner.cost)
+        self.cost_of(hash) != Some(self.inner.cost)
     }
 
     async fn run<T: Send + 'static>(
@@ -213,6 +230,35 @@ mod tests {
             .verify(format!("{prefix}!"), Some(stored))
             .await
             .unwrap());
+    }
+
+    #[actix_web::test]
+    async fn a_failure_against_a_cheaper_hash_also_costs_one_hash_at_the_configured_cost() {
+        let hasher = PasswordHasher::new(6, 1, 4).unwrap();
+        let cheap = bcrypt::hash("right password", 4).unwrap();
+        let dearer = bcrypt::hash("right password", 7).unwrap();
+
+        let wrong_cheap = hasher
+            .verify("guess".into(), Some(cheap.clone()))
+            .await
+            .unwrap();
+        let after_cheap = hasher.stats().computed;
+        let wrong_malformed = hasher
+            .verify("guess".into(), Some("$2b$xx".into()))
+            .await
+            .unwrap();
+        let after_malformed = hasher.stats().computed;
+        let wrong_dearer = hasher.verify("guess".into(), Some(dearer)).await.unwrap();
+        let after_dearer = hasher.stats().computed;
+        let right_cheap = hasher
+            .verify("right password".into(), Some(cheap))
+            .await
+            .unwrap();
+
+        assert!(!wrong_cheap && !wrong_malformed && !wrong_dearer && right_cheap);
+        // Padded with the dummy (at cost 6) when cheaper or malformed; not when dearer.
+        assert_eq!((after_cheap, after_malformed, after_dearer), (2, 4, 5));
+        assert_eq!(hasher.stats().computed, 6, "a success is never padded");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod body;
 pub mod client;
 pub mod csrf;
+pub mod device;
 pub mod flash;
 pub mod negotiate;
 pub mod pages;
@@ -19,20 +20,26 @@ pub use body::{Body, BodyKind};
 pub use client::Client;
 pub use negotiate::Wants;
 
-use crate::config::Settings;
+use crate::config::{SecretKey, Settings};
 use crate::error::AppError;
 use csrf::Csrf;
+use device::DeviceCookies;
 
 /// What the toolkit needs from the app, registered once as app data.
 #[derive(Debug)]
 pub struct WebContext {
     pub settings: Arc<Settings>,
     pub csrf: Csrf,
+    pub devices: DeviceCookies,
 }
 
 impl WebContext {
-    pub fn new(settings: Arc<Settings>, csrf: Csrf) -> web::Data<Self> {
-        web::Data::new(Self { settings, csrf })
+    pub fn new(settings: Arc<Settings>, secret: &SecretKey) -> web::Data<Self> {
+        web::Data::new(Self {
+            csrf: Csrf::new(secret, &settings),
+            devices: DeviceCookies::new(secret, &settings),
+            settings,
+        })
     }
 
     /// The context registered with the app (every route has it).

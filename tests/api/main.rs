@@ -38,3 +38,4 @@ mod pages;
 mod pg;
 mod seed;
 mod sessions;
+mod throttle;
