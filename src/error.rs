@@ -216,7 +216,9 @@ impl From<DbError> for AppError {
     fn from(err: DbError) -> Self {
         match err {
             DbError::Query(err) => err.into(),
-            DbError::Checkout(_) | DbError::Blocking => Self::unavailable(err),
+            DbError::Checkout(_) | DbError::Blocking | DbError::Unacknowledged => {
+                Self::unavailable(err)
+            }
         }
     }
 }

@@ -4,20 +4,34 @@
 //! Each is one transaction that also writes its audit row and the session
 //! events that tell every instance's cache to forget the user (the session
 //! queries record those as they delete); [`Sessions`] says which sessions an
-//! operation ends. Hashing happens before, outside the
-//! transaction: callers pass the new hash.
+//! operation ends. An operation that ends sessions or changes what a session
+//! grants returns only once every instance has applied it (see
+//! `sessions::fence`): its answer, or the command's exit, means it is in force
+//! everywhere. Hashing happens before, outside the transaction: callers pass
+//! the new hash.
 
 use diesel::prelude::*;
 
 use crate::audit::{self, Entry};
-use crate::db::AnyConnection;
-use crate::sessions::{events, queries as sessions};
+use crate::db::{AnyConnection, DbError};
+use crate::sessions::{events, fence, queries as sessions};
 use crate::users::{queries as users, NewUser, User, UserId};
 
 pub use crate::sessions::queries::UserSessions as Sessions;
 
 fn ended(count: usize) -> String {
     format!("{count} session(s) ended")
+}
+
+/// Runs `body` in one transaction, then waits until every instance has
+/// applied the session events it wrote.
+fn in_force<T>(
+    conn: &mut AnyConnection,
+    body: impl FnOnce(&mut AnyConnection) -> QueryResult<T>,
+) -> Result<T, DbError> {
+    let (value, fence) = fence::guarded(conn, body)?;
+    fence.wait(conn)?;
+    Ok(value)
 }
 
 /// Creates a user.
@@ -36,8 +50,8 @@ pub fn set_password(
     hash: &str,
     which: Sessions<'_>,
     entry: Entry,
-) -> QueryResult<usize> {
-    conn.transaction(|conn| {
+) -> Result<usize, DbError> {
+    in_force(conn, |conn| {
         users::set_password_hash(conn, user_id, hash)?;
         let count = sessions::delete_for_user(conn, user_id, which)?;
         audit::record(conn, &entry.user(user_id).note(ended(count)))?;
@@ -46,8 +60,8 @@ pub fn set_password(
 }
 
 /// Disables a user and ends all of their sessions; returns how many ended.
-pub fn disable(conn: &mut AnyConnection, user_id: UserId, entry: Entry) -> QueryResult<usize> {
-    conn.transaction(|conn| {
+pub fn disable(conn: &mut AnyConnection, user_id: UserId, entry: Entry) -> Result<usize, DbError> {
+    in_force(conn, |conn| {
         users::set_active(conn, user_id, false)?;
         let count = sessions::delete_for_user(conn, user_id, Sessions::All)?;
         audit::record(conn, &entry.user(user_id).note(ended(count)))?;
@@ -65,8 +79,8 @@ pub fn enable(conn: &mut AnyConnection, user_id: UserId, entry: Entry) -> QueryR
 }
 
 /// Removes a user and all of their sessions; returns how many sessions ended.
-pub fn remove(conn: &mut AnyConnection, user_id: UserId, entry: Entry) -> QueryResult<usize> {
-    conn.transaction(|conn| {
+pub fn remove(conn: &mut AnyConnection, user_id: UserId, entry: Entry) -> Result<usize, DbError> {
+    in_force(conn, |conn| {
         let count = sessions::delete_for_user(conn, user_id, Sessions::All)?;
         audit::record(conn, &entry.user(user_id).note(ended(count)))?;
         users::delete(conn, user_id)?;
@@ -81,8 +95,8 @@ pub fn end_sessions(
     user_id: UserId,
     which: Sessions<'_>,
     entry: Entry,
-) -> QueryResult<usize> {
-    conn.transaction(|conn| {
+) -> Result<usize, DbError> {
+    in_force(conn, |conn| {
         let count = sessions::delete_for_user(conn, user_id, which)?;
         if count > 0 || !matches!(which, Sessions::One(_)) {
             audit::record(conn, &entry.user(user_id).note(ended(count)))?;

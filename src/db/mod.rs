@@ -20,6 +20,38 @@ pub enum AnyConnection {
 
 pub type Pool = r2d2::Pool<ConnectionManager>;
 
+/// A pooled connection, and whether it has been seen to break.
+///
+/// The pool does not ping a connection at every checkout (a round trip per
+/// request); instead a job that fails checks its connection once, and a
+/// broken one is dropped by the pool rather than handed out again.
+pub struct Tracked {
+    conn: AnyConnection,
+    broken: bool,
+}
+
+impl Tracked {
+    /// After a failed job: is the connection still usable?
+    fn check(&mut self) {
+        if !self.broken && self.conn.ping().is_err() {
+            self.broken = true;
+        }
+    }
+}
+
+impl std::ops::Deref for Tracked {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Tracked {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+}
+
 /// Why a database job did not run or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -31,6 +63,10 @@ pub enum DbError {
     Blocking,
     #[error(transparent)]
     Query(#[from] diesel::result::Error),
+    /// A revocation was committed, but not every instance acknowledged it in
+    /// time (see `sessions::fence`): it must not be answered as done.
+    #[error("the revocation was not acknowledged by every instance in time")]
+    Unacknowledged,
 }
 
 /// Runs `job` with a pooled connection on actix's blocking threads: the one way
@@ -44,12 +80,26 @@ where
     E: From<DbError> + Send + 'static,
 {
     let pool = pool.clone();
-    actix_web::web::block(move || {
-        let mut conn = pool.get().map_err(DbError::from)?;
-        job(&mut conn)
-    })
-    .await
-    .map_err(|_| E::from(DbError::Blocking))?
+    actix_web::web::block(move || run_here(&pool, job))
+        .await
+        .map_err(|_| E::from(DbError::Blocking))?
+}
+
+/// Runs `job` with a pooled connection on this thread (background threads and
+/// [`run`]); a connection whose job failed is checked, and dropped if broken.
+pub fn run_here<T, E>(
+    pool: &Pool,
+    job: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<DbError>,
+{
+    let mut conn = pool.get().map_err(DbError::from)?;
+    let result = job(&mut conn);
+    if result.is_err() {
+        conn.check();
+    }
+    result
 }
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -106,20 +156,24 @@ fn connect_with(
 }
 
 impl r2d2::ManageConnection for ConnectionManager {
-    type Connection = AnyConnection;
+    type Connection = Tracked;
     type Error = ConnectionError;
 
-    fn connect(&self) -> Result<AnyConnection, ConnectionError> {
-        connect_with(&self.url, self.busy_timeout)
+    fn connect(&self) -> Result<Tracked, ConnectionError> {
+        let conn = connect_with(&self.url, self.busy_timeout)?;
+        Ok(Tracked {
+            conn,
+            broken: false,
+        })
     }
 
-    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectionError> {
+    fn is_valid(&self, conn: &mut Tracked) -> Result<(), ConnectionError> {
         conn.ping()
             .map_err(ConnectionError::CouldntSetupConfiguration)
     }
 
-    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
-        conn.is_broken()
+    fn has_broken(&self, conn: &mut Tracked) -> bool {
+        conn.broken || conn.is_broken()
     }
 }
 
@@ -139,6 +193,8 @@ pub fn build_pool(
         .max_size(size)
         .min_idle(Some(size.min(2)))
         .connection_timeout(timeout)
+        // No ping per checkout: a failed job checks its connection instead (see `Tracked`).
+        .test_on_check_out(false)
         .error_handler(Box::new(LogErrors))
         .event_handler(events)
         .build_unchecked(ConnectionManager::new(url.clone(), timeout))
@@ -181,6 +237,20 @@ pub fn has_pending_migrations(conn: &mut AnyConnection) -> anyhow::Result<bool> 
         AnyConnection::Sqlite(lite) => lite.has_pending_migration(SQLITE_MIGRATIONS),
     };
     pending.map_err(|e| anyhow::anyhow!("cannot read the applied migrations: {e}"))
+}
+
+/// The database's clock, for times every instance compares (leases): on
+/// Postgres the server's, so hosts with skewed clocks agree; on SQLite, whose
+/// processes share one host, the host's.
+pub fn clock(conn: &mut AnyConnection) -> diesel::QueryResult<chrono::NaiveDateTime> {
+    use chrono::SubsecRound as _;
+    use diesel::RunQueryDsl as _;
+    match conn {
+        AnyConnection::Postgresql(pg) => diesel::select(diesel::dsl::now)
+            .get_result::<chrono::NaiveDateTime>(pg)
+            .map(|t| t.trunc_subsecs(6)),
+        AnyConnection::Sqlite(_) => Ok(now()),
+    }
 }
 
 /// The current UTC time as the database stores it (microseconds, on both backends).

@@ -16,6 +16,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    event_acks (event_id, instance_id) {
+        event_id -> Int8,
+        #[max_length = 32]
+        instance_id -> Varchar,
+    }
+}
+
+diesel::table! {
+    instances (id) {
+        #[max_length = 32]
+        id -> Varchar,
+        lease_until -> Timestamp,
+    }
+}
+
+diesel::table! {
     login_failures (id) {
         id -> Int8,
         at -> Timestamp,
@@ -72,6 +88,8 @@ diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
+    event_acks,
+    instances,
     login_failures,
     session_events,
     sessions,

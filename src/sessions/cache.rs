@@ -1,38 +1,39 @@
-//! A small in-process cache of validated sessions and users, so the hot path
-//! (`GET /protected` with a live session) needs no database round trip.
+//! A small in-process cache of validated sessions (each with its user), so the
+//! hot path (`GET /protected` with a live session) needs no database round trip.
 //!
-//! Coherence, on every instance:
-//! - this instance forgets at once what it ends or changes itself;
-//! - everything else arrives through `session_events` (written by every query
-//!   that ends sessions or changes a user, the CLI's included), polled every
-//!   [`POLL_EVERY`]: a logout, revocation, password change or disable anywhere is
-//!   honoured here within a second;
-//! - while polling fails, the cache is off (every lookup goes to the database)
-//!   and emptied; it comes back on with the first successful poll;
-//! - an entry is trusted for [`MAX_AGE`] at most, then read again.
+//! It serves only under the rule that a revocation is in force everywhere
+//! before it is acknowledged (see [`super::fence`]):
+//! - it serves only while this instance's lease is fresh, by this instance's
+//!   monotonic clock with a margin, so it has stopped before any revoker
+//!   stops waiting for it; a lease that lapsed empties it before it serves again;
+//! - the feed ([`EventFeed`], polled every [`POLL_EVERY`]) applies every session
+//!   event this instance has not acknowledged, whatever order they committed
+//!   in, then acknowledges them: a revoker answers only after that;
+//! - while the feed fails, the lease is not renewed: the cache is off (every
+//!   lookup goes to the database) and emptied;
+//! - a read from the database that raced a forget is not cached (generations),
+//!   and an entry is trusted for [`MAX_AGE`] at most.
 //!
 //! Expiry is still checked on every hit, and the sliding extension still writes
 //! when due (see `store`), so time limits are exactly as without the cache.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 
-use super::events;
-use crate::db::Pool;
-use crate::users::{User, UserId};
+use super::{events, fence};
+use crate::db::{self, AnyConnection, Pool};
+use crate::users::UserId;
 
 /// How often other instances' changes are read.
-pub const POLL_EVERY: Duration = Duration::from_millis(250);
+pub const POLL_EVERY: Duration = Duration::from_millis(10);
 /// Longest an entry is trusted without reading it again.
 pub const MAX_AGE: Duration = Duration::from_secs(30);
-/// How long an id skipped by a poll is looked for (Postgres commits out of order).
-const GAP_PATIENCE: Duration = Duration::from_secs(5);
 
-/// A validated session, as the store loaded it.
+/// A validated session, as the store loaded it (its state carries its user).
 #[derive(Debug, Clone)]
 pub struct CachedSession {
     pub state: HashMap<String, String>,
@@ -56,16 +57,11 @@ impl CachedSession {
     }
 }
 
-#[derive(Default)]
-struct Entries {
-    sessions: HashMap<String, CachedSession>,
-    users: HashMap<UserId, (User, Instant)>,
-}
-
 pub struct SessionCache {
-    entries: Mutex<Entries>,
-    /// Off until the first successful poll, and whenever polling fails.
-    on: AtomicBool,
+    sessions: Mutex<HashMap<String, CachedSession>>,
+    /// Until when the lease is trusted, in nanoseconds after `epoch`; 0: never.
+    leased_until: AtomicU64,
+    epoch: Instant,
     /// Bumped by every forget: an entry read from the database before a forget
     /// may be stale, so it is not cached (see [`SessionCache::generation`]).
     generation: AtomicU64,
@@ -83,12 +79,13 @@ impl std::fmt::Debug for SessionCache {
 }
 
 impl SessionCache {
-    /// A cache of at most `capacity` sessions (and as many users); with a
-    /// capacity of 0 it never turns on.
+    /// A cache of at most `capacity` sessions; with a capacity of 0 it never
+    /// turns on (and the instance takes no lease: revokers never wait for it).
     pub fn new(capacity: usize) -> Arc<Self> {
         Arc::new(Self {
-            entries: Mutex::new(Entries::default()),
-            on: AtomicBool::new(false),
+            sessions: Mutex::new(HashMap::new()),
+            leased_until: AtomicU64::new(0),
+            epoch: Instant::now(),
             generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -96,16 +93,25 @@ impl SessionCache {
         })
     }
 
-    fn entries(&self) -> MutexGuard<'_, Entries> {
-        // A panic while holding the lock cannot leave the maps inconsistent.
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn enabled(&self) -> bool {
+        self.capacity > 0
     }
 
+    fn entries(&self) -> MutexGuard<'_, HashMap<String, CachedSession>> {
+        // A panic while holding the lock cannot leave the map inconsistent.
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether the cache may serve: only while the lease is trusted.
     pub fn is_on(&self) -> bool {
-        self.on.load(Ordering::Acquire)
+        self.nanos(Instant::now()) < self.leased_until.load(Ordering::Acquire)
     }
 
-    /// Take before reading from the database; pass to the `put_*` that caches the result.
+    /// Take before reading from the database; pass to the `put_session` that caches the result.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
@@ -113,7 +119,6 @@ impl SessionCache {
     pub fn session(&self, key_hash: &str) -> Option<CachedSession> {
         let found = if self.is_on() {
             self.entries()
-                .sessions
                 .get(key_hash)
                 .filter(|hit| hit.cached_at.elapsed() < MAX_AGE)
                 .cloned()
@@ -146,56 +151,37 @@ impl SessionCache {
         if self.generation() != generation {
             return;
         }
-        if entries.sessions.len() >= self.capacity {
+        if entries.len() >= self.capacity {
             // Rare (more live sessions than capacity): start over rather than track use.
-            entries.sessions.clear();
+            entries.clear();
         }
-        entries.sessions.insert(key_hash, session);
+        entries.insert(key_hash, session);
     }
 
     /// Records a new expiry after a sliding extension.
     pub fn extended(&self, key_hash: &str, expires_at: NaiveDateTime) {
-        if let Some(session) = self.entries().sessions.get_mut(key_hash) {
+        if let Some(session) = self.entries().get_mut(key_hash) {
             session.expires_at = expires_at;
         }
-    }
-
-    pub fn user(&self, id: UserId) -> Option<User> {
-        if !self.is_on() {
-            return None;
-        }
-        let entries = self.entries();
-        let (user, cached_at) = entries.users.get(&id)?;
-        (cached_at.elapsed() < MAX_AGE).then(|| user.clone())
-    }
-
-    /// Caches a user read at `generation`, unless something was forgotten since.
-    pub fn put_user(&self, generation: u64, user: User) {
-        if !self.is_on() {
-            return;
-        }
-        let mut entries = self.entries();
-        if self.generation() != generation {
-            return;
-        }
-        if entries.users.len() >= self.capacity {
-            entries.users.clear();
-        }
-        entries.users.insert(user.id, (user, Instant::now()));
     }
 
     pub fn forget_session(&self, key_hash: &str) {
         let mut entries = self.entries();
         self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.sessions.remove(key_hash);
+        entries.remove(key_hash);
     }
 
-    /// Forgets a user and every cached session of theirs.
+    /// Forgets every cached session of a user.
     pub fn forget_user(&self, id: UserId) {
         let mut entries = self.entries();
         self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.users.remove(&id);
-        entries.sessions.retain(|_, s| s.user_id != Some(id));
+        entries.retain(|_, s| s.user_id != Some(id));
+    }
+
+    fn forget_all(&self) {
+        let mut entries = self.entries();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
     }
 
     fn apply(&self, event: &events::Event) {
@@ -207,74 +193,96 @@ impl SessionCache {
         }
     }
 
-    /// The feed was read: the cache may serve (if it has room at all).
-    pub fn feed_ok(&self) {
-        if !self.is_on() && self.capacity > 0 {
-            self.switch_on();
-            tracing::info!("session cache on");
+    /// The lease was renewed (the renewal sent at `sent`): trusted until
+    /// `sent + LEASE - LEASE_MARGIN`. After a lapse, whatever is cached may
+    /// have missed events: it is emptied first.
+    fn leased(&self, sent: Instant) {
+        if !self.is_on() {
+            self.forget_all();
         }
+        let until = sent + fence::LEASE - fence::LEASE_MARGIN;
+        self.leased_until
+            .store(self.nanos(until), Ordering::Release);
     }
 
-    /// The feed could not be read: serve from the database until it can.
-    pub fn feed_failed(&self, error: &anyhow::Error) {
-        if self.is_on() {
+    /// Stops serving at once, and empties.
+    pub fn switch_off(&self) {
+        self.leased_until.store(0, Ordering::Release);
+        self.forget_all();
+    }
+}
+
+/// Keeps a cache honest: its lease, and the events it must apply and acknowledge.
+pub struct EventFeed {
+    /// This instance, as `instances` and `event_acks` name it.
+    instance: String,
+    renewed: Option<Instant>,
+}
+
+impl Default for EventFeed {
+    fn default() -> Self {
+        Self {
+            instance: hex::encode(rand::random::<[u8; 16]>()),
+            renewed: None,
+        }
+    }
+}
+
+impl EventFeed {
+    /// Renews the lease when due, then applies and acknowledges every event
+    /// not acknowledged yet; only then does a renewed lease let the cache
+    /// serve (so nothing committed before the lease was taken can be missed).
+    pub fn poll(&mut self, cache: &SessionCache, pool: &Pool) -> anyhow::Result<()> {
+        db::run_here(pool, |conn| self.poll_on(cache, conn))
+    }
+
+    fn poll_on(&mut self, cache: &SessionCache, conn: &mut AnyConnection) -> anyhow::Result<()> {
+        let renewal = match self.renewed {
+            Some(at) if at.elapsed() < fence::RENEW_EVERY => None,
+            _ => {
+                let sent = Instant::now();
+                fence::renew(conn, &self.instance)?;
+                Some(sent)
+            }
+        };
+        let events = events::unacknowledged(conn, &self.instance)?;
+        for event in &events {
+            cache.apply(event);
+        }
+        if !events.is_empty() {
+            let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+            fence::acknowledge(conn, &self.instance, &ids)?;
+        }
+        if let Some(sent) = renewal {
+            cache.leased(sent);
+            self.renewed = Some(sent);
+        }
+        Ok(())
+    }
+
+    /// The feed failed: the cache stops serving, and the lease is taken anew
+    /// at the next poll.
+    pub fn failed(&mut self, cache: &SessionCache, error: &anyhow::Error) {
+        if cache.is_on() {
             tracing::warn!(
                 error = format!("{error:#}"),
                 "session cache off: cannot read session events"
             );
         }
-        self.switch_off();
+        cache.switch_off();
+        self.renewed = None;
     }
 
-    fn switch_off(&self) {
-        self.on.store(false, Ordering::Release);
-        let mut entries = self.entries();
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.sessions.clear();
-        entries.users.clear();
-    }
-
-    fn switch_on(&self) {
-        self.on.store(self.capacity > 0, Ordering::Release);
-    }
-}
-
-/// Reads `session_events` for a cache: where the poll has got to.
-#[derive(Default)]
-pub struct EventFeed {
-    last: Option<i64>,
-    /// Ids skipped so far, and since when.
-    gaps: BTreeMap<i64, Instant>,
-}
-
-impl EventFeed {
-    /// Applies the events committed since the last poll.
-    pub fn poll(&mut self, cache: &SessionCache, pool: &Pool) -> anyhow::Result<()> {
-        let mut conn = pool.get()?;
-        let Some(last) = self.last else {
-            // Start from now: the cache holds nothing older.
-            self.last = Some(events::last_id(&mut conn)?);
-            return Ok(());
-        };
-        let gaps: Vec<i64> = self.gaps.keys().copied().collect();
-        let mut newest = last;
-        for event in events::since(&mut conn, last, &gaps)? {
-            cache.apply(&event);
-            self.gaps.remove(&event.id);
-            if event.id > newest {
-                for skipped in newest + 1..event.id {
-                    self.gaps.insert(skipped, Instant::now());
-                }
-                newest = event.id;
-            }
+    /// Gives the lease up (the server is stopping): no revoker waits for us.
+    pub fn release(&self, pool: &Pool) {
+        let released = db::run_here(pool, |conn| -> anyhow::Result<()> {
+            Ok(fence::release(conn, &self.instance)?)
+        });
+        if let Err(error) = released {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot give up the cache's lease"
+            );
         }
-        self.last = Some(newest);
-        self.gaps.retain(|_, since| since.elapsed() < GAP_PATIENCE);
-        if self.gaps.len() > 1000 {
-            // Too many holes to follow: forget everything instead.
-            self.gaps.clear();
-            cache.switch_off();
-        }
-        Ok(())
     }
 }

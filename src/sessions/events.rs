@@ -3,12 +3,13 @@
 //! Every query that ends sessions or changes what a cached user looks like
 //! records an event here, in the same connection (so the CLI and other
 //! instances are covered too); each instance polls the table a few times a
-//! second (see [`super::cache`]).
+//! second (see [`super::cache`]) and acknowledges what it applied (see
+//! [`super::fence`]).
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::schema::session_events;
+use crate::db::schema::{event_acks, session_events};
 use crate::db::{self, AnyConnection};
 use crate::users::UserId;
 
@@ -44,27 +45,18 @@ pub fn user_changed(conn: &mut AnyConnection, user_id: UserId) -> QueryResult<()
         .map(drop)
 }
 
-/// Events after `after`, plus those of `also` (ids skipped earlier: on Postgres a
-/// smaller id may commit after a larger one).
-pub fn since(conn: &mut AnyConnection, after: i64, also: &[i64]) -> QueryResult<Vec<Event>> {
+/// The events `instance` has not acknowledged yet (whatever order their
+/// transactions committed in), oldest first.
+pub fn unacknowledged(conn: &mut AnyConnection, instance: &str) -> QueryResult<Vec<Event>> {
+    let acknowledged = event_acks::table
+        .filter(event_acks::instance_id.eq(instance.to_owned()))
+        .select(event_acks::event_id);
     session_events::table
-        .filter(
-            session_events::id
-                .gt(after)
-                .or(session_events::id.eq_any(also)),
-        )
+        .filter(session_events::id.ne_all(acknowledged))
         .order(session_events::id.asc())
         .limit(10_000)
         .select(Event::as_select())
         .load(conn)
-}
-
-/// The newest event's id (0 when there is none).
-pub fn last_id(conn: &mut AnyConnection) -> QueryResult<i64> {
-    session_events::table
-        .select(diesel::dsl::max(session_events::id))
-        .first::<Option<i64>>(conn)
-        .map(Option::unwrap_or_default)
 }
 
 /// Deletes events older than `before` (every cache has long seen them).

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod current;
 pub mod events;
+pub mod fence;
 pub mod queries;
 pub mod remember;
 pub mod store;

@@ -34,11 +34,12 @@ use diesel::Connection as _;
 use sha2::{Digest as _, Sha256};
 
 use super::cache::{CachedSession, SessionCache};
+use super::fence;
 use super::queries::{self, NewSession};
 use super::remember::is_remembered;
 use crate::db::{self, DbError, Pool};
 use crate::error::AppError;
-use crate::users::{User, UserId};
+use crate::users::{Principal, User, UserId};
 
 /// Session-state keys this crate writes, mirrored into columns.
 pub const USER_ID_KEY: &str = "actix_identity.user_id";
@@ -46,6 +47,9 @@ pub const CLIENT_IP_KEY: &str = "latchkey.client_ip";
 pub const USER_AGENT_KEY: &str = "latchkey.user_agent";
 /// Written by the store: the session's public id, so a handler knows which row is its own.
 pub const PUBLIC_ID_KEY: &str = "latchkey.sid";
+/// Put by the store into a loaded state, never stored: the session's user (a
+/// [`Principal`]), read in the same query or from the same cache entry.
+pub const PRINCIPAL_KEY: &str = "latchkey.user";
 
 /// Longest pause between two extensions of a session's expiry.
 const MAX_EXTENSION_INTERVAL: Duration = Duration::from_secs(300);
@@ -216,11 +220,14 @@ impl SessionStore for DbSessionStore {
         else {
             return Ok(None);
         };
-        let state: HashMap<String, String> = serde_json::from_str(&row.state)
+        let mut state: HashMap<String, String> = serde_json::from_str(&row.state)
             .map_err(|e| LoadError::Deserialization(anyhow::Error::new(e)))?;
-        // The user came with the session: `CurrentUser` needs no query of its own.
-        if let Some(user) = user {
-            self.cache.put_user(generation, user);
+        // The user came with the session: it travels in the state to
+        // `CurrentUser`, which then needs no query of its own.
+        if let Some(user) = &user {
+            let principal = serde_json::to_string(&Principal::from(user))
+                .map_err(|e| LoadError::Deserialization(anyhow::Error::new(e)))?;
+            state.insert(PRINCIPAL_KEY.to_owned(), principal);
         }
         self.cache.put_session(
             generation,
@@ -236,6 +243,7 @@ impl SessionStore for DbSessionStore {
         mut session_state: HashMap<String, String>,
         _ttl: &CookieDuration,
     ) -> Result<SessionKey, SaveError> {
+        session_state.remove(PRINCIPAL_KEY);
         let public_id = hex::encode(rand::random::<[u8; 16]>());
         let encoded_id =
             serde_json::to_string(&public_id).map_err(|e| SaveError::Serialization(e.into()))?;
@@ -281,9 +289,10 @@ impl SessionStore for DbSessionStore {
     async fn update(
         &self,
         session_key: SessionKey,
-        session_state: HashMap<String, String>,
+        mut session_state: HashMap<String, String>,
         _ttl: &CookieDuration,
     ) -> Result<SessionKey, UpdateError> {
+        session_state.remove(PRINCIPAL_KEY);
         let state = serde_json::to_string(&session_state)
             .map_err(|e| UpdateError::Serialization(e.into()))?;
         let key_hash = hash_key(session_key.as_ref());
@@ -323,9 +332,11 @@ impl SessionStore for DbSessionStore {
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
         let key_hash = hash_key(session_key.as_ref());
         self.cache.forget_session(&key_hash);
+        // A logout is answered only once every instance has let the session go.
         self.with_conn(move |conn| {
-            queries::delete(conn, &key_hash)?;
-            Ok(())
+            let ((), fence) =
+                fence::guarded(conn, |conn| queries::delete(conn, &key_hash).map(drop))?;
+            fence.wait(conn)
         })
         .await?;
         Ok(())

@@ -7,15 +7,17 @@ use std::time::{Duration, Instant};
 use crate::audit;
 use crate::auth::throttle;
 use crate::config::Settings;
-use crate::db::{self, Pool};
+use crate::db::{self, AnyConnection, Pool};
 use crate::sessions::cache::{EventFeed, SessionCache, POLL_EVERY};
-use crate::sessions::{events, store};
+use crate::sessions::{events, fence, store};
 
 /// How often expired rows are swept (also once at start).
 const SWEEP_EVERY: Duration = Duration::from_secs(300);
 /// Sessions swept per statement.
 const SWEEP_BATCH: i64 = 1000;
-/// How long session events are kept (every cache has long seen them).
+/// How long session events are kept (every instance with a lease has
+/// acknowledged them within milliseconds; one that lost its lease empties its
+/// cache before it serves again).
 const EVENTS_KEPT: Duration = Duration::from_secs(60);
 
 /// How long what is swept is kept.
@@ -49,9 +51,11 @@ fn run(cache: &Weak<SessionCache>, pool: &Pool, retention: &Retention) {
     let mut feed = EventFeed::default();
     let mut last_sweep: Option<Instant> = None;
     while let Some(cache) = cache.upgrade() {
-        match feed.poll(&cache, pool) {
-            Ok(()) => cache.feed_ok(),
-            Err(error) => cache.feed_failed(&error),
+        // A cache that never serves takes no lease: revokers never wait for it.
+        if cache.enabled() {
+            if let Err(error) = feed.poll(&cache, pool) {
+                feed.failed(&cache, &error);
+            }
         }
         drop(cache);
         if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
@@ -60,24 +64,27 @@ fn run(cache: &Weak<SessionCache>, pool: &Pool, retention: &Retention) {
         }
         std::thread::sleep(POLL_EVERY);
     }
+    feed.release(pool);
 }
 
 /// Deletes what has expired: sessions, old login failures, old session events,
 /// audit events past their retention. Several instances may do it at once:
 /// deleting what is gone is harmless.
 fn sweep(pool: &Pool, retention: &Retention) {
-    let run = || -> anyhow::Result<(usize, usize, usize)> {
-        let mut conn = pool.get()?;
+    let run = |conn: &mut AnyConnection| -> anyhow::Result<(usize, usize, usize)> {
         let now = db::now();
-        let sessions = store::sweep(&mut conn, SWEEP_BATCH)?;
-        let failures = throttle::sweep(&mut conn, &retention.throttle, now)?;
+        let sessions = store::sweep(conn, SWEEP_BATCH)?;
+        let failures = throttle::sweep(conn, &retention.throttle, now)?;
+        // By the database's clock: instances on other hosts read these events.
         let kept = chrono::Duration::from_std(EVENTS_KEPT)?;
-        events::sweep(&mut conn, now - kept)?;
+        let before = db::clock(conn)? - kept;
+        events::sweep(conn, before)?;
+        fence::sweep(conn)?;
         let audit_kept = chrono::Duration::from_std(retention.audit)?;
-        let audited = audit::sweep(&mut conn, now - audit_kept, SWEEP_BATCH)?;
+        let audited = audit::sweep(conn, now - audit_kept, SWEEP_BATCH)?;
         Ok((sessions, failures, audited))
     };
-    match run() {
+    match db::run_here(pool, run) {
         Ok((0, 0, 0)) => {}
         Ok((sessions, failures, audit_events)) => {
             tracing::info!(sessions, failures, audit_events, "swept expired rows")

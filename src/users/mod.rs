@@ -7,4 +7,4 @@ pub mod queries;
 
 pub use credentials::{NewPassword, PasswordError, Username, UsernameError};
 pub use hasher::{HashError, PasswordHasher};
-pub use model::{NewUser, User, UserId};
+pub use model::{NewUser, Principal, User, UserId};

@@ -10,7 +10,18 @@ use diesel::{AsExpression, FromSqlRow, Insertable, Queryable, Selectable};
 use crate::db::schema::users;
 
 /// A user's primary key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, AsExpression, FromSqlRow, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    AsExpression,
+    FromSqlRow,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[diesel(sql_type = Integer)]
 #[serde(transparent)]
 pub struct UserId(pub i32);
@@ -82,5 +93,25 @@ impl fmt::Debug for NewUser<'_> {
         f.debug_struct("NewUser")
             .field("username", &self.username)
             .finish_non_exhaustive()
+    }
+}
+
+/// Who a session belongs to, as a request sees it: what the hot path needs of
+/// the user, and nothing secret (no hash). Read with the session, in the same
+/// query or from the same cache entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Principal {
+    pub id: UserId,
+    pub username: String,
+    pub is_active: bool,
+}
+
+impl From<&User> for Principal {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id,
+            username: user.username.clone(),
+            is_active: user.is_active,
+        }
     }
 }

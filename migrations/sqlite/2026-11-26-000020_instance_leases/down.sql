@@ -1,0 +1,2 @@
+DROP TABLE event_acks;
+DROP TABLE instances;
