@@ -36,6 +36,7 @@ mod migrations;
 mod ops;
 mod pages;
 mod pg;
+mod revocation;
 mod seed;
 mod sessions;
 mod throttle;
