@@ -18,5 +18,6 @@ pub mod sessions;
 pub mod shell;
 pub mod startup;
 pub mod state;
+pub mod tokens;
 pub mod users;
 pub mod web;

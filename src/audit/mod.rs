@@ -29,6 +29,11 @@ pub enum Event {
     UserEnabled,
     UserRemoved,
     SessionsEnded,
+    TokenCreated,
+    TokenRevoked,
+    TokenRefused,
+    IdentityConfirmed,
+    IdentityConfirmationFailed,
 }
 
 impl Event {
@@ -47,6 +52,11 @@ impl Event {
             Self::UserEnabled => "user_enabled",
             Self::UserRemoved => "user_removed",
             Self::SessionsEnded => "sessions_ended",
+            Self::TokenCreated => "token_created",
+            Self::TokenRevoked => "token_revoked",
+            Self::TokenRefused => "token_refused",
+            Self::IdentityConfirmed => "identity_confirmed",
+            Self::IdentityConfirmationFailed => "identity_confirmation_failed",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Logging in and out, and the `CurrentUser` extractor (= `login_required`).
 
+pub mod bearer;
 pub mod current_user;
 pub mod routes;
 pub mod service;

@@ -23,6 +23,8 @@ pub enum Purpose {
     /// A password change: a failure is `password_change_failed`; the change
     /// itself is audited by the operation that makes it.
     PasswordChange,
+    /// A bearer token that matched nothing (see [`bad_token`]).
+    Token,
 }
 
 /// Who is asking, as the throttle sees them.
@@ -168,6 +170,7 @@ async fn throttled_try(
     let what = match purpose {
         Purpose::Login => "login",
         Purpose::PasswordChange => "password change",
+        Purpose::Token => "access token",
     };
     let entry = Entry::new(Event::LoginThrottled)
         .username(username)
@@ -180,11 +183,27 @@ async fn throttled_try(
     state.db(move |conn| Ok(audit::record(conn, &entry)?)).await
 }
 
+/// A bad bearer token: recorded as a failure of the client (the throttle's
+/// username is a name no account can have), so guessing tokens is throttled
+/// like guessing passwords; `429` once past the limit.
+pub async fn bad_token(state: &AppState, client: &Client) -> Result<(), AppError> {
+    // Surrounding whitespace: `Username::parse` refuses it.
+    const TOKEN_GUESSER: &str = " bearer token ";
+    let asker = Asker {
+        client: client.clone(),
+        device: None,
+    };
+    reserve(state, TOKEN_GUESSER, &asker, Purpose::Token).await?;
+    state.metrics.event(Event::TokenRefused);
+    let entry = Entry::new(Event::TokenRefused).client(client);
+    state.db(move |conn| Ok(audit::record(conn, &entry)?)).await
+}
+
 fn count(state: &AppState, purpose: Purpose, failure: Option<&str>) {
     match (purpose, failure) {
         (Purpose::Login, outcome) => state.metrics.login(outcome.unwrap_or("success")),
         (Purpose::PasswordChange, Some(_)) => state.metrics.event(Event::PasswordChangeFailed),
-        (Purpose::PasswordChange, None) => {}
+        (Purpose::PasswordChange | Purpose::Token, None) | (Purpose::Token, Some(_)) => {}
     }
 }
 
@@ -228,6 +247,7 @@ impl Outcome {
                 let event = match self.purpose {
                     Purpose::Login => Event::LoginFailure,
                     Purpose::PasswordChange => Event::PasswordChangeFailed,
+                    Purpose::Token => Event::TokenRefused,
                 };
                 let entry = entry(event);
                 let entry = match failure {

@@ -1,6 +1,20 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    access_tokens (id) {
+        id -> Int4,
+        user_id -> Int4,
+        #[max_length = 100]
+        name -> Varchar,
+        #[max_length = 64]
+        token_hash -> Varchar,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     audit_events (id) {
         id -> Int8,
         at -> Timestamp,
@@ -83,10 +97,12 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(access_tokens -> users (user_id));
 diesel::joinable!(audit_events -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    access_tokens,
     audit_events,
     event_acks,
     instances,

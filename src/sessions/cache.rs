@@ -1,4 +1,5 @@
-//! A small in-process cache of validated sessions (each with its user), so the
+//! A small in-process cache of validated sessions (each with its user) and
+//! access tokens, so the
 //! hot path (`GET /protected` with a live session) needs no database round trip.
 //!
 //! It serves only under the rule that a revocation is in force everywhere
@@ -26,7 +27,7 @@ use chrono::NaiveDateTime;
 
 use super::{events, fence};
 use crate::db::{self, AnyConnection, Pool};
-use crate::users::UserId;
+use crate::users::{Principal, UserId};
 
 /// How often other instances' changes are read.
 pub const POLL_EVERY: Duration = Duration::from_millis(10);
@@ -57,8 +58,42 @@ impl CachedSession {
     }
 }
 
+/// A validated access token (see `tokens`), with its user.
+#[derive(Debug, Clone)]
+pub struct CachedToken {
+    pub principal: Principal,
+    pub token_id: i32,
+    pub expires_at: NaiveDateTime,
+    pub last_used_at: Option<NaiveDateTime>,
+    cached_at: Instant,
+}
+
+impl CachedToken {
+    pub fn new(
+        principal: Principal,
+        token_id: i32,
+        expires_at: NaiveDateTime,
+        last_used_at: Option<NaiveDateTime>,
+    ) -> Self {
+        Self {
+            principal,
+            token_id,
+            expires_at,
+            last_used_at,
+            cached_at: Instant::now(),
+        }
+    }
+}
+
+/// Sessions by key hash, tokens by token hash: one event names either.
+#[derive(Default)]
+struct Entries {
+    sessions: HashMap<String, CachedSession>,
+    tokens: HashMap<String, CachedToken>,
+}
+
 pub struct SessionCache {
-    sessions: Mutex<HashMap<String, CachedSession>>,
+    entries: Mutex<Entries>,
     /// Until when the lease is trusted, in nanoseconds after `epoch`; 0: never.
     leased_until: AtomicU64,
     epoch: Instant,
@@ -83,7 +118,7 @@ impl SessionCache {
     /// turns on (and the instance takes no lease: revokers never wait for it).
     pub fn new(capacity: usize) -> Arc<Self> {
         Arc::new(Self {
-            sessions: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries::default()),
             leased_until: AtomicU64::new(0),
             epoch: Instant::now(),
             generation: AtomicU64::new(0),
@@ -97,9 +132,9 @@ impl SessionCache {
         self.capacity > 0
     }
 
-    fn entries(&self) -> MutexGuard<'_, HashMap<String, CachedSession>> {
-        // A panic while holding the lock cannot leave the map inconsistent.
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    fn entries(&self) -> MutexGuard<'_, Entries> {
+        // A panic while holding the lock cannot leave the maps inconsistent.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn nanos(&self, at: Instant) -> u64 {
@@ -119,6 +154,7 @@ impl SessionCache {
     pub fn session(&self, key_hash: &str) -> Option<CachedSession> {
         let found = if self.is_on() {
             self.entries()
+                .sessions
                 .get(key_hash)
                 .filter(|hit| hit.cached_at.elapsed() < MAX_AGE)
                 .cloned()
@@ -151,37 +187,73 @@ impl SessionCache {
         if self.generation() != generation {
             return;
         }
-        if entries.len() >= self.capacity {
+        if entries.sessions.len() >= self.capacity {
             // Rare (more live sessions than capacity): start over rather than track use.
-            entries.clear();
+            entries.sessions.clear();
         }
-        entries.insert(key_hash, session);
+        entries.sessions.insert(key_hash, session);
+    }
+
+    pub fn token(&self, token_hash: &str) -> Option<CachedToken> {
+        if !self.is_on() {
+            return None;
+        }
+        self.entries()
+            .tokens
+            .get(token_hash)
+            .filter(|hit| hit.cached_at.elapsed() < MAX_AGE)
+            .cloned()
+    }
+
+    /// Caches a token read at `generation`, unless something was forgotten since.
+    pub fn put_token(&self, generation: u64, token_hash: String, token: CachedToken) {
+        if !self.is_on() {
+            return;
+        }
+        let mut entries = self.entries();
+        if self.generation() != generation {
+            return;
+        }
+        if entries.tokens.len() >= self.capacity {
+            entries.tokens.clear();
+        }
+        entries.tokens.insert(token_hash, token);
+    }
+
+    /// Records a token's use, as written.
+    pub fn token_used(&self, token_hash: &str, at: NaiveDateTime) {
+        if let Some(token) = self.entries().tokens.get_mut(token_hash) {
+            token.last_used_at = Some(at);
+        }
     }
 
     /// Records a new expiry after a sliding extension.
     pub fn extended(&self, key_hash: &str, expires_at: NaiveDateTime) {
-        if let Some(session) = self.entries().get_mut(key_hash) {
+        if let Some(session) = self.entries().sessions.get_mut(key_hash) {
             session.expires_at = expires_at;
         }
     }
 
+    /// Forgets a session, or a token, by its hash.
     pub fn forget_session(&self, key_hash: &str) {
         let mut entries = self.entries();
         self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.remove(key_hash);
+        entries.sessions.remove(key_hash);
+        entries.tokens.remove(key_hash);
     }
 
-    /// Forgets every cached session of a user.
+    /// Forgets every cached session and token of a user.
     pub fn forget_user(&self, id: UserId) {
         let mut entries = self.entries();
         self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.retain(|_, s| s.user_id != Some(id));
+        entries.sessions.retain(|_, s| s.user_id != Some(id));
+        entries.tokens.retain(|_, t| t.principal.id != id);
     }
 
     fn forget_all(&self) {
         let mut entries = self.entries();
         self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.clear();
+        *entries = Entries::default();
     }
 
     fn apply(&self, event: &events::Event) {
