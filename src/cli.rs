@@ -91,6 +91,7 @@ pub fn run() -> anyhow::Result<()> {
             let mut conn =
                 db::connect(&settings.database_url).context("cannot connect to the database")?;
             let applied = db::run_migrations(&mut conn)?;
+            queries::fill_folded_names(&mut conn)?;
             println!("applied {applied} migration(s)");
             Ok(())
         }
@@ -123,10 +124,11 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
     })
 }
 
-/// One connection, migrated, for the admin commands.
+/// One connection, migrated (and seeded users' names folded), for the admin commands.
 fn open(settings: &Settings) -> anyhow::Result<AnyConnection> {
     let mut conn = db::connect(&settings.database_url).context("cannot connect to the database")?;
     db::run_migrations(&mut conn)?;
+    queries::fill_folded_names(&mut conn)?;
     Ok(conn)
 }
 
@@ -194,12 +196,15 @@ fn add_user(
         password_hash: &hash,
     };
     let entry = Entry::new(Event::UserCreated).detail(BY_ADMIN);
-    let user = ops::create(conn, &new_user, entry).map_err(|e| match e {
-        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-            anyhow::anyhow!("user {username:?} already exists")
+    let user = match ops::create(conn, &new_user, entry) {
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+            // Say which spelling holds the name: it may be another than the one typed.
+            let taken = queries::find_by_username(conn, username.as_str())?
+                .map_or_else(|| username.to_string(), |u| u.username);
+            bail!("user {taken:?} already exists")
         }
-        other => other.into(),
-    })?;
+        created => created?,
+    };
     println!("created user {:?} (id {})", user.username, user.id);
     Ok(())
 }

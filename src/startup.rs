@@ -14,6 +14,7 @@ use anyhow::Context as _;
 
 use crate::auth::throttle;
 use crate::config::Settings;
+use crate::db::DbError;
 use crate::metrics::Metrics;
 use crate::sessions::cache::SessionCache;
 use crate::sessions::remember::{self, RememberCookie};
@@ -21,7 +22,7 @@ use crate::sessions::store::{self, SessionPolicy};
 use crate::sessions::DbSessionStore;
 use crate::shell::{self, edge::edge, housekeeping};
 use crate::state::AppState;
-use crate::users::PasswordHasher;
+use crate::users::{self, PasswordHasher};
 use crate::web::csrf::Csrf;
 use crate::web::WebContext;
 use crate::{account, auth, db};
@@ -109,6 +110,11 @@ async fn assemble(settings: Settings) -> anyhow::Result<Parts> {
     db::run(&pool, |conn| db::run_migrations(conn).map(drop))
         .await
         .context("cannot migrate the database")?;
+    db::run(&pool, |conn| {
+        users::queries::fill_folded_names(conn).map_err(DbError::from)
+    })
+    .await
+    .context("cannot fold the names of seeded users")?;
 
     // One key for every worker: built once, outside the server closure.
     let secret = settings.secret_key()?;

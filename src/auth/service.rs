@@ -27,12 +27,14 @@ pub async fn authenticate(
 ) -> Result<Option<User>, AppError> {
     let limits = Limits::from_settings(&state.settings);
     let name = username.as_str().to_owned();
+    // Throttled by the folded name: `Alice` and `ALICE` share one count.
+    let key = username.folded().to_owned();
     let ip = client.ip.clone().unwrap_or_else(|| "unknown".to_owned());
     let (audit_client, check_ip) = (client.clone(), ip.clone());
     let metrics = state.metrics.clone();
     let found = state
         .db(move |conn| {
-            if let Some(wait) = throttle::check(conn, &limits, &name, &check_ip, db::now())? {
+            if let Some(wait) = throttle::check(conn, &limits, &key, &check_ip, db::now())? {
                 metrics.login("throttled");
                 let entry = Entry::new(Event::LoginThrottled)
                     .username(&name)
@@ -62,7 +64,7 @@ pub async fn authenticate(
         _ => None,
     };
     state.metrics.login(failure.unwrap_or("success"));
-    let name = username.as_str().to_owned();
+    let name = username.clone();
     let id = found.as_ref().map(|u| u.id);
     state
         .db(move |conn| {
@@ -81,7 +83,7 @@ fn record_outcome(
     conn: &mut db::AnyConnection,
     id: Option<UserId>,
     failure: Option<&str>,
-    name: &str,
+    name: &Username,
     ip: &str,
     client: &Client,
     rehash: Option<&str>,
@@ -93,14 +95,14 @@ fn record_outcome(
                 events::user_changed(conn, id)?;
             }
             queries::record_login(conn, id)?;
-            throttle::clear(conn, name, ip)?;
+            throttle::clear(conn, name.folded(), ip)?;
             let entry = Entry::new(Event::LoginSuccess).user(id);
-            audit::record(conn, &entry.username(name).client(client))
+            audit::record(conn, &entry.username(name.as_str()).client(client))
         }
         _ => {
-            throttle::record_failure(conn, name, ip, db::now())?;
+            throttle::record_failure(conn, name.folded(), ip, db::now())?;
             let mut entry = Entry::new(Event::LoginFailure)
-                .username(name)
+                .username(name.as_str())
                 .client(client);
             if let Some(id) = id {
                 entry = entry.user(id);

@@ -19,8 +19,7 @@ diesel::table! {
     login_failures (id) {
         id -> Int8,
         at -> Timestamp,
-        #[max_length = 50]
-        username -> Varchar,
+        username -> Text,
         client_ip -> Text,
     }
 }
@@ -62,6 +61,7 @@ diesel::table! {
         is_active -> Bool,
         created_at -> Timestamp,
         last_login_at -> Nullable<Timestamp>,
+        username_folded -> Nullable<Text>,
     }
 }
 

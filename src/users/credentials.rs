@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use super::fold;
+
 /// Longest username, in characters.
 pub const USERNAME_MAX_CHARS: usize = 50;
 /// Shortest new password, in characters.
@@ -19,6 +21,9 @@ pub enum UsernameError {
     TooLong,
     #[error("Username must not contain control characters.")]
     ControlCharacter,
+    /// A Default_Ignorable code point: zero-width characters, bidi controls, ...
+    #[error("Username must not contain invisible or text-direction characters (U+{:04X}).", u32::from(*.0))]
+    InvisibleCharacter(char),
     #[error("Username must not start or end with whitespace.")]
     SurroundingWhitespace,
 }
@@ -34,9 +39,14 @@ pub enum PasswordError {
     Common,
 }
 
-/// 1–50 characters, no control characters, no surrounding whitespace.
+/// 1–50 characters, no control characters, no invisible or text-direction
+/// characters, no surrounding whitespace; kept as written and in its folded
+/// form ([`fold::fold`]), which is what identifies the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Username(String);
+pub struct Username {
+    name: String,
+    folded: String,
+}
 
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, UsernameError> {
@@ -47,23 +57,40 @@ impl Username {
         if chars > USERNAME_MAX_CHARS {
             return Err(UsernameError::TooLong);
         }
-        if raw.chars().any(char::is_control) {
-            return Err(UsernameError::ControlCharacter);
+        match fold::forbidden_char(raw) {
+            Some(c) if c.is_control() => return Err(UsernameError::ControlCharacter),
+            Some(c) => return Err(UsernameError::InvisibleCharacter(c)),
+            None => {}
         }
         if raw.trim() != raw {
             return Err(UsernameError::SurroundingWhitespace);
         }
-        Ok(Self(raw.to_owned()))
+        Ok(Self::stored(raw))
     }
 
+    /// The name of an existing account, not checked again: a name seeded by
+    /// SQL may predate the rules. For comparing, never for creating.
+    pub(super) fn stored(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            folded: fold::fold(name),
+        }
+    }
+
+    /// The name as written.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
+    }
+
+    /// The form compared for uniqueness, look-up and throttling.
+    pub fn folded(&self) -> &str {
+        &self.folded
     }
 }
 
 impl fmt::Display for Username {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.name)
     }
 }
 
@@ -123,6 +150,38 @@ mod tests {
             assert!(Username::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Username::parse(&"a".repeat(51)).is_err());
+    }
+
+    #[test]
+    fn invisible_and_direction_characters_are_refused() {
+        for bad in [
+            "alice\u{200B}",
+            "al\u{200D}ice",
+            "\u{202E}alice",
+            "alice\u{2066}",
+        ] {
+            assert!(
+                matches!(
+                    Username::parse(bad),
+                    Err(UsernameError::InvisibleCharacter(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let err = Username::parse("alice\u{200B}").expect_err("zero-width space");
+        assert!(err.to_string().contains("U+200B"), "{err}");
+        assert_eq!(
+            Username::parse("al\nice"),
+            Err(UsernameError::ControlCharacter)
+        );
+    }
+
+    #[test]
+    fn a_username_keeps_its_spelling_and_its_folded_form() {
+        let name = Username::parse("ＡＬＩＣＥ").expect("fullwidth is fine");
+        assert_eq!(name.as_str(), "ＡＬＩＣＥ");
+        assert_eq!(name.folded(), "alice");
+        assert_eq!(Username::parse("Alice").unwrap().folded(), name.folded());
     }
 
     #[test]

@@ -69,7 +69,8 @@ impl fmt::Debug for User {
     }
 }
 
-/// A user to insert: the other columns take their defaults.
+/// A user to insert: [`insert`](super::queries::insert) adds the folded name;
+/// the other columns take their defaults.
 #[derive(Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {

@@ -406,6 +406,39 @@ pub async fn assert_json(response: Response, status: StatusCode, body: Value) {
     assert_eq!(json_body(response).await, body);
 }
 
+/// A CLI run's stdout, as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A CLI run's stderr, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A failure is one line on stderr and a non-zero exit.
+pub fn assert_fails_with(out: &Output, needle: &str) {
+    assert!(!out.status.success(), "{}", output_text(out));
+    let err = stderr(out);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+}
+
+/// `POST /login` (JSON) to the server at `address`, from `client`.
+pub async fn post_login(
+    client: &reqwest::Client,
+    address: &str,
+    username: &str,
+    password: &str,
+) -> Response {
+    client
+        .post(format!("{address}/login"))
+        .json(&json!({ "username": username, "password": password }))
+        .send()
+        .await
+        .expect("request")
+}
+
 /// A stdout/stderr pair, for assertion messages.
 pub fn output_text(out: &Output) -> String {
     format!(

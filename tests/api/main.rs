@@ -33,6 +33,7 @@ mod cluster;
 mod helpers;
 mod logs;
 mod migrations;
+mod names;
 mod ops;
 mod pages;
 mod pg;
