@@ -102,7 +102,7 @@ pub fn run() -> anyhow::Result<()> {
         }
         Command::HashPassword { password_stdin } => {
             let settings = Settings::from_env()?;
-            let password = read_new_password(password_stdin)?;
+            let password = read_new_password(password_stdin, None)?;
             println!("{}", hasher::hash(&password, settings.bcrypt_cost)?);
             Ok(())
         }
@@ -146,7 +146,7 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
             password_stdin,
         } => {
             let user = find(conn, &name)?;
-            let password = read_new_password(password_stdin)?;
+            let password = read_new_password(password_stdin, Some(&user.name()))?;
             let hash = hasher::hash(&password, settings.bcrypt_cost)?;
             let entry = admin(Event::PasswordChanged).of(&user);
             let ended = ops::set_password(conn, user.id, &hash, Sessions::All, entry)?;
@@ -189,7 +189,7 @@ fn add_user(
     password_stdin: bool,
 ) -> anyhow::Result<()> {
     let username = Username::parse(name)?;
-    let password = read_new_password(password_stdin)?;
+    let password = read_new_password(password_stdin, Some(&username))?;
     let hash = hasher::hash(&password, settings.bcrypt_cost)?;
     let new_user = NewUser {
         username: username.as_str(),
@@ -284,8 +284,17 @@ fn find(conn: &mut AnyConnection, name: &str) -> anyhow::Result<User> {
     queries::find_by_username(conn, name)?.with_context(|| format!("no user named {name:?}"))
 }
 
-/// Reads a new password (hidden prompt, asked twice; or one line of stdin) and checks the rules.
-fn read_new_password(from_stdin: bool) -> anyhow::Result<NewPassword> {
+/// Reads a new password and checks the rules (for an account, `user`: also its name).
+fn read_new_password(from_stdin: bool, user: Option<&Username>) -> anyhow::Result<NewPassword> {
+    let password = read_password(from_stdin)?;
+    Ok(match user {
+        Some(name) => NewPassword::parse_for(password, name)?,
+        None => NewPassword::parse(password)?,
+    })
+}
+
+/// A password from a hidden prompt (asked twice) or one line of stdin.
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     let password = if from_stdin {
         let mut line = String::new();
         let read = std::io::stdin()
@@ -309,5 +318,5 @@ fn read_new_password(from_stdin: bool) -> anyhow::Result<NewPassword> {
         }
         first
     };
-    Ok(NewPassword::parse(password)?)
+    Ok(password)
 }

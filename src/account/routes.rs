@@ -293,8 +293,8 @@ async fn set_new_password(
             "Current password is incorrect.".to_owned(),
         ));
     }
-    let new_password =
-        NewPassword::parse(passwords.new_password).map_err(|e| Refusal::Refused(e.to_string()))?;
+    let new_password = NewPassword::parse_for(passwords.new_password, &current.user.name())
+        .map_err(|e| Refusal::Refused(e.to_string()))?;
     let hash = state
         .hasher
         .hash(new_password)

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::fold;
+use super::{common_passwords, fold};
 
 /// Longest username, in characters.
 pub const USERNAME_MAX_CHARS: usize = 50;
@@ -11,6 +11,9 @@ pub const USERNAME_MAX_CHARS: usize = 50;
 pub const PASSWORD_MIN_CHARS: usize = 8;
 /// bcrypt reads only this many bytes: a longer password is refused, never truncated.
 pub const PASSWORD_MAX_BYTES: usize = 72;
+/// A (folded) username at least this long may not appear in its password;
+/// shorter names (`bob`) are too likely to occur by chance.
+pub const USERNAME_IN_PASSWORD_MIN_CHARS: usize = 4;
 
 /// Why a username was refused (the message is meant for the person who typed it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +40,8 @@ pub enum PasswordError {
     TooShort,
     #[error("Password is too common: choose one that is harder to guess.")]
     Common,
+    #[error("Password must not contain the username.")]
+    ContainsUsername,
 }
 
 /// 1–50 characters, no control characters, no invisible or text-direction
@@ -98,7 +103,8 @@ impl fmt::Display for Username {
 pub struct NewPassword(String);
 
 impl NewPassword {
-    /// At least 8 characters, at most 72 bytes, and not a well-known common password.
+    /// At least 8 characters, at most 72 bytes, and not a well-known common
+    /// password. For a known account, use [`NewPassword::parse_for`].
     pub fn parse(raw: String) -> Result<Self, PasswordError> {
         if raw.len() > PASSWORD_MAX_BYTES {
             return Err(PasswordError::TooLong);
@@ -112,6 +118,19 @@ impl NewPassword {
         Ok(Self(raw))
     }
 
+    /// [`NewPassword::parse`]'s rules, and also: not containing the account's
+    /// name (folded, when it has 4+ characters).
+    pub fn parse_for(raw: String, username: &Username) -> Result<Self, PasswordError> {
+        let password = Self::parse(raw)?;
+        let name = username.folded();
+        if name.chars().count() >= USERNAME_IN_PASSWORD_MIN_CHARS
+            && fold::fold(&password.0).contains(name)
+        {
+            return Err(PasswordError::ContainsUsername);
+        }
+        Ok(password)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -123,10 +142,15 @@ impl fmt::Debug for NewPassword {
     }
 }
 
-/// A password is common when zxcvbn's dictionaries (common passwords, words, names),
-/// with case, reversal and l33t variants, account for the whole of it in one match,
-/// or when zxcvbn rates it the weakest there is.
+/// A password is common when it (or its base, undressed of digits, punctuation
+/// and l33t) is on the shipped list of common passwords; when zxcvbn's
+/// dictionaries (common passwords, words, names), with case, reversal and l33t
+/// variants, account for the whole of it in one match; or when zxcvbn rates it
+/// the weakest there is.
 fn is_common(password: &str) -> bool {
+    if common_passwords::is_common(password) {
+        return true;
+    }
     let estimate = zxcvbn::zxcvbn(password, &[]);
     let whole_word = match estimate.sequence() {
         [only] => matches!(
@@ -182,6 +206,48 @@ mod tests {
         assert_eq!(name.as_str(), "ＡＬＩＣＥ");
         assert_eq!(name.folded(), "alice");
         assert_eq!(Username::parse("Alice").unwrap().folded(), name.folded());
+    }
+
+    #[test]
+    fn dressed_up_common_passwords_are_refused() {
+        for bad in [
+            "Password123!",
+            "P@ssw0rd1",
+            "Qwerty123!",
+            "Welcome123!",
+            "Summer2024!",
+            "Changeme1",
+            "letmein123",
+        ] {
+            assert_eq!(
+                NewPassword::parse(bad.into()).map(drop),
+                Err(PasswordError::Common),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_password_may_not_contain_the_username() {
+        let alice = Username::parse("Alice").unwrap();
+        for bad in [
+            "alice-rocks-2024",
+            "MyALICEpassphrase",
+            "ｘｘａｌｉｃｅｘｘ ok",
+        ] {
+            assert_eq!(
+                NewPassword::parse_for(bad.into(), &alice).map(drop),
+                Err(PasswordError::ContainsUsername),
+                "{bad}"
+            );
+        }
+        assert!(NewPassword::parse_for("plinth-oboe-marsupial".into(), &alice).is_ok());
+        // Three characters are too short a name to hold against a password.
+        let bob = Username::parse("bob").unwrap();
+        assert!(NewPassword::parse_for("bob's fine password".into(), &bob).is_ok());
+        // The seed's user keeps the seed's password.
+        let seed = Username::parse("test_user").unwrap();
+        assert!(NewPassword::parse_for("test_password".into(), &seed).is_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Integer;
 use diesel::{AsExpression, FromSqlRow, Insertable, Queryable, Selectable};
 
+use super::credentials::Username;
 use crate::db::schema::users;
 
 /// A user's primary key.
@@ -56,6 +57,13 @@ pub struct User {
     pub is_active: bool,
     pub created_at: NaiveDateTime,
     pub last_login_at: Option<NaiveDateTime>,
+}
+
+impl User {
+    /// The account's name, as typed values compare it.
+    pub fn name(&self) -> Username {
+        Username::stored(&self.username)
+    }
 }
 
 impl fmt::Debug for User {

@@ -8,11 +8,11 @@ both_backends! {
     async fn user_add_creates_a_user_who_can_log_in(backend: Backend) {
         let app = spawn_app(backend).await;
 
-        let out = app.cli(&["user", "add", "alice", "--password-stdin"], "alice's secret pass\n");
+        let out = app.cli(&["user", "add", "alice", "--password-stdin"], "her secret pass\n");
 
         assert!(out.status.success(), "{}", output_text(&out));
         assert!(stdout(&out).contains("created user \"alice\""));
-        assert_eq!(app.login("alice", "alice's secret pass").await.status(), StatusCode::OK);
+        assert_eq!(app.login("alice", "her secret pass").await.status(), StatusCode::OK);
         let list = app.cli(&["user", "list"], "");
         assert!(stdout(&list).contains("alice") && stdout(&list).contains(TEST_USER));
     }

@@ -36,6 +36,7 @@ mod migrations;
 mod names;
 mod ops;
 mod pages;
+mod passwords;
 mod pg;
 mod seed;
 mod sessions;
