@@ -22,7 +22,7 @@ use crate::sessions::store::{self, SessionPolicy};
 use crate::sessions::DbSessionStore;
 use crate::shell::{self, edge::edge, housekeeping};
 use crate::state::AppState;
-use crate::users::{self, PasswordHasher};
+use crate::users::{self, breached, PasswordHasher};
 use crate::web::csrf::Csrf;
 use crate::web::WebContext;
 use crate::{account, auth, db};
@@ -100,6 +100,8 @@ impl Application {
 /// Connects and migrates, computes the keys and the hasher's dummy hash, starts
 /// the housekeeping thread: everything the workers share.
 async fn assemble(settings: Settings) -> anyhow::Result<Parts> {
+    // First: a bad filter file stops start-up before the database is touched.
+    let breached = breached::load(&settings)?.map(Arc::new);
     let metrics = Arc::new(Metrics::new()?);
     let pool = db::build_pool(
         &settings.database_url,
@@ -157,6 +159,7 @@ async fn assemble(settings: Settings) -> anyhow::Result<Parts> {
             settings,
             metrics,
             cache,
+            breached,
         }),
         key: Key::from(secret.as_bytes()),
     })

@@ -9,6 +9,7 @@ use crate::db::{self, AnyConnection, Pool};
 use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::sessions::cache::SessionCache;
+use crate::users::breached::BreachedFilter;
 use crate::users::PasswordHasher;
 
 /// The app's shared parts; cheap to clone.
@@ -19,6 +20,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
     pub cache: Arc<SessionCache>,
+    /// `LATCHKEY_BREACHED_PASSWORDS`, opened at start (`None` when unset).
+    pub breached: Option<Arc<BreachedFilter>>,
 }
 
 impl AppState {

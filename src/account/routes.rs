@@ -293,8 +293,12 @@ async fn set_new_password(
             "Current password is incorrect.".to_owned(),
         ));
     }
-    let new_password = NewPassword::parse_for(passwords.new_password, &current.user.name())
-        .map_err(|e| Refusal::Refused(e.to_string()))?;
+    let new_password = NewPassword::parse_for(
+        passwords.new_password,
+        &current.user.name(),
+        state.breached.as_deref(),
+    )
+    .map_err(|e| Refusal::Refused(e.to_string()))?;
     let hash = state
         .hasher
         .hash(new_password)

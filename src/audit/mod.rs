@@ -26,6 +26,8 @@ pub enum Event {
     UserEnabled,
     UserRemoved,
     SessionsEnded,
+    /// A login succeeded with a password in the breached-password list.
+    PasswordBreached,
 }
 
 impl Event {
@@ -44,6 +46,7 @@ impl Event {
             Self::UserEnabled => "user_enabled",
             Self::UserRemoved => "user_removed",
             Self::SessionsEnded => "sessions_ended",
+            Self::PasswordBreached => "password_breached",
         }
     }
 }

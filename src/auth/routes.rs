@@ -49,22 +49,47 @@ struct NextQuery {
     next: Option<String>,
 }
 
+/// Who signed in, and whether they should be told to change their password.
+struct SignedIn {
+    user: User,
+    /// The password is in the breached-password list (`LATCHKEY_BREACHED_PASSWORDS`).
+    password_breached: bool,
+}
+
 /// Checks the credentials and starts a new session for their user
-/// (remembered when `remember` is set).
+/// (remembered when `remember` is set). A password found in the breached list
+/// still signs in (refusing it would lock the user out), but is audited.
 async fn sign_in(
     req: &HttpRequest,
     state: &AppState,
     username: &str,
     password: String,
     remember: bool,
-) -> Result<User, AppError> {
+) -> Result<SignedIn, AppError> {
     let username = Username::parse(username)?;
     let client = Client::of(req);
+    // Looked up for every try alike, before the password moves on.
+    let password_breached = state
+        .breached
+        .as_deref()
+        .is_some_and(|filter| filter.contains(&password));
     let user = service::authenticate(state, &username, password, client.clone())
         .await?
         .ok_or(AppError::Unauthorized(INVALID_CREDENTIALS))?;
     current::begin(req, user.id, &client, remember)?;
-    Ok(user)
+    if password_breached {
+        let entry = Entry::new(Event::PasswordBreached)
+            .of(&user)
+            .client(&client);
+        state
+            .db(move |conn| Ok(audit::record(conn, &entry)?))
+            .await?;
+        state.metrics.event(Event::PasswordBreached);
+    }
+    Ok(SignedIn {
+        user,
+        password_breached,
+    })
 }
 
 /// `POST /login` with JSON (or no body at all).
@@ -78,11 +103,16 @@ pub async fn login_json(
         password,
         remember,
     } = body.value;
-    let user = sign_in(&req, &state, &username, password, remember).await?;
-    Ok(HttpResponse::Ok().json(json!({
+    let signed_in = sign_in(&req, &state, &username, password, remember).await?;
+    let mut body = json!({
         "message": "Login successful!",
-        "user_id": user.id,
-    })))
+        "user_id": signed_in.user.id,
+    });
+    // Only then: otherwise the seed's body, exactly.
+    if signed_in.password_breached {
+        body["password_breached"] = json!(true);
+    }
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// `POST /login` from the login form (its CSRF token checked by `Body`).
@@ -99,7 +129,15 @@ pub async fn login_form(
     } = body.value;
     let remember = remember.is_some_and(|v| matches!(v.as_str(), "on" | "true" | "1"));
     match sign_in(&req, &state, &username, password, remember).await {
-        Ok(_) => Ok(edge::see_other(safe_next(&next).unwrap_or("/protected"))),
+        Ok(signed_in) => {
+            let mut response = edge::see_other(safe_next(&next).unwrap_or("/protected"));
+            if signed_in.password_breached {
+                response
+                    .add_cookie(&flash::set(Flash::PasswordBreached, &state.settings))
+                    .map_err(AppError::internal)?;
+            }
+            Ok(response)
+        }
         // Any refusal of the credentials: the form again, one generic message.
         Err(AppError::BadRequest(_) | AppError::Unauthorized(_)) => login_page_response(
             &req,

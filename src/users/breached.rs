@@ -26,6 +26,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha1::{Digest, Sha1};
 use xorf::{BinaryFuse16, Descriptor, Filter};
 
+use crate::config::{ConfigError, Settings, BREACHED_PASSWORDS_VAR};
+
 const MAGIC: [u8; 8] = *b"LKBREACH";
 const VERSION: u32 = 1;
 const SHARDS: usize = 256;
@@ -243,6 +245,22 @@ impl Drop for TempFile {
             let _ = fs::remove_file(path);
         }
     }
+}
+
+/// The filter `LATCHKEY_BREACHED_PASSWORDS` names, opened (`None` when unset).
+/// Opened once by whoever sets passwords (the server at start, a CLI command),
+/// so a missing or damaged file stops it with one line naming the variable.
+pub fn load(settings: &Settings) -> Result<Option<BreachedFilter>, ConfigError> {
+    settings
+        .breached_passwords
+        .as_deref()
+        .map(|path| {
+            BreachedFilter::open(path).map_err(|err| ConfigError {
+                var: BREACHED_PASSWORDS_VAR,
+                reason: err.to_string(),
+            })
+        })
+        .transpose()
 }
 
 /// A filter file opened into memory: [`contains`](Self::contains) answers

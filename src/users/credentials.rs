@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::breached::BreachedFilter;
 use super::{common_passwords, fold};
 
 /// Longest username, in characters.
@@ -42,6 +43,8 @@ pub enum PasswordError {
     Common,
     #[error("Password must not contain the username.")]
     ContainsUsername,
+    #[error("Password appears in a list of breached passwords: choose another.")]
+    Breached,
 }
 
 /// 1–50 characters, no control characters, no invisible or text-direction
@@ -119,8 +122,12 @@ impl NewPassword {
     }
 
     /// [`NewPassword::parse`]'s rules, and also: not containing the account's
-    /// name (folded, when it has 4+ characters).
-    pub fn parse_for(raw: String, username: &Username) -> Result<Self, PasswordError> {
+    /// name (folded, when it has 4+ characters), not in the breached list.
+    pub fn parse_for(
+        raw: String,
+        username: &Username,
+        breached: Option<&BreachedFilter>,
+    ) -> Result<Self, PasswordError> {
         let password = Self::parse(raw)?;
         let name = username.folded();
         if name.chars().count() >= USERNAME_IN_PASSWORD_MIN_CHARS
@@ -128,7 +135,15 @@ impl NewPassword {
         {
             return Err(PasswordError::ContainsUsername);
         }
-        Ok(password)
+        password.not_breached(breached)
+    }
+
+    /// Refuses a password the breached-password filter holds (when there is one).
+    pub fn not_breached(self, breached: Option<&BreachedFilter>) -> Result<Self, PasswordError> {
+        match breached {
+            Some(filter) if filter.contains(&self.0) => Err(PasswordError::Breached),
+            _ => Ok(self),
+        }
     }
 
     pub fn expose(&self) -> &str {
@@ -236,18 +251,40 @@ mod tests {
             "ｘｘａｌｉｃｅｘｘ ok",
         ] {
             assert_eq!(
-                NewPassword::parse_for(bad.into(), &alice).map(drop),
+                NewPassword::parse_for(bad.into(), &alice, None).map(drop),
                 Err(PasswordError::ContainsUsername),
                 "{bad}"
             );
         }
-        assert!(NewPassword::parse_for("plinth-oboe-marsupial".into(), &alice).is_ok());
+        assert!(NewPassword::parse_for("plinth-oboe-marsupial".into(), &alice, None).is_ok());
         // Three characters are too short a name to hold against a password.
         let bob = Username::parse("bob").unwrap();
-        assert!(NewPassword::parse_for("bob's fine password".into(), &bob).is_ok());
+        assert!(NewPassword::parse_for("bob's fine password".into(), &bob, None).is_ok());
         // The seed's user keeps the seed's password.
         let seed = Username::parse("test_user").unwrap();
-        assert!(NewPassword::parse_for("test_password".into(), &seed).is_ok());
+        assert!(NewPassword::parse_for("test_password".into(), &seed, None).is_ok());
+    }
+
+    #[test]
+    fn a_breached_password_is_refused_only_with_a_filter() {
+        use sha1::Digest as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("breached.filter");
+        let line = format!(
+            "{}:42\n",
+            hex::encode_upper(sha1::Sha1::digest(b"plinth-oboe-marsupial"))
+        );
+        super::super::breached::build(line.as_bytes(), &path).expect("build");
+        let filter = BreachedFilter::open(&path).expect("open");
+        let carol = Username::parse("carol").unwrap();
+        let parse = |raw: &str, filter| NewPassword::parse_for(raw.into(), &carol, filter);
+
+        assert_eq!(
+            parse("plinth-oboe-marsupial", Some(&filter)).map(drop),
+            Err(PasswordError::Breached)
+        );
+        assert!(parse("plinth-oboe-marsupial", None).is_ok());
+        assert!(parse("quartz-lantern-fjord", Some(&filter)).is_ok());
     }
 
     #[test]

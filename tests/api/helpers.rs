@@ -76,12 +76,15 @@ impl TestDb {
 
     /// Runs `latchkey ARGS` against this database, with `stdin` as its input.
     pub fn cli(&self, args: &[&str], stdin: &str) -> Output {
-        run_cli(
-            args,
-            stdin,
-            &[("DATABASE_URL", &self.url_string())],
-            self.dir.path(),
-        )
+        self.cli_with(args, stdin, &[])
+    }
+
+    /// Like [`TestDb::cli`], with more environment variables.
+    pub fn cli_with(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+        let url = self.url_string();
+        let mut all = vec![("DATABASE_URL", url.as_str())];
+        all.extend_from_slice(env);
+        run_cli(args, stdin, &all, self.dir.path())
     }
 }
 
