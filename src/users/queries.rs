@@ -9,13 +9,13 @@ use crate::db::schema::users;
 use crate::db::AnyConnection;
 
 /// The user whose name folds like `username` (`Alice`, `ALICE` and `ａｌｉｃｅ`
-/// are one). A miss first gives folded names to users seeded by SQL since the
-/// last fill (see [`fill_folded_names`]), so a seed migration applied to a
-/// running server works at once.
+/// are one). A miss first folds the name of a user seeded by SQL since the
+/// last fill (see [`fill_folded_names`]) if it is this one, so a seed
+/// migration applied to a running server works at once.
 pub fn find_by_username(conn: &mut AnyConnection, username: &str) -> QueryResult<Option<User>> {
     let folded = fold(username);
     let found = find_by_folded(conn, &folded)?;
-    if found.is_none() && fill_folded_names(conn)? > 0 {
+    if found.is_none() && fill(conn, Some(&folded))? > 0 {
         return find_by_folded(conn, &folded);
     }
     Ok(found)
@@ -69,12 +69,22 @@ pub fn insert(conn: &mut AnyConnection, new_user: &NewUser<'_>) -> QueryResult<U
 /// A name that folds like another user's is left unfolded, so that user
 /// cannot log in, and logged: two accounts may not share a name.
 pub fn fill_folded_names(conn: &mut AnyConnection) -> QueryResult<usize> {
+    fill(conn, None)
+}
+
+/// [`fill_folded_names`], of the rows whose name folds to `only` when given
+/// (a login's miss: an unknown name must not retry every collision).
+fn fill(conn: &mut AnyConnection, only: Option<&str>) -> QueryResult<usize> {
     let unfolded: Vec<(UserId, String)> = users::table
         .filter(users::username_folded.is_null())
         .select((users::id, users::username))
         .load(conn)?;
     let mut filled = 0;
     for (id, name) in unfolded {
+        let folded = fold(&name);
+        if only.is_some_and(|only| only != folded) {
+            continue;
+        }
         // Its own (nested) transaction: on Postgres a failed statement would
         // otherwise abort the caller's transaction too.
         let set = conn.transaction(|conn| {
@@ -83,7 +93,7 @@ pub fn fill_folded_names(conn: &mut AnyConnection) -> QueryResult<usize> {
                     .find(id)
                     .filter(users::username_folded.is_null()),
             )
-            .set(users::username_folded.eq(fold(&name)))
+            .set(users::username_folded.eq(&folded))
             .execute(conn)
         });
         match set {
