@@ -1,9 +1,11 @@
-//! The `latchkey` command line: serve, migrate, manage users, hash a password.
+//! The `latchkey` command line: serve, migrate, manage users, hash a password,
+//! import the breached-password list.
 //!
 //! Passwords come from a hidden prompt, or one line of stdin with
 //! `--password-stdin`; never from argv. Errors are one line and exit 1.
 
-use std::io::{BufRead as _, IsTerminal as _};
+use std::io::{BufRead, IsTerminal as _};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
@@ -11,11 +13,11 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use crate::account::ops::{self, Sessions};
 use crate::audit::{self, Entry, Event};
-use crate::config::Settings;
+use crate::config::{Settings, BREACHED_PASSWORDS_VAR};
 use crate::db::{self, AnyConnection};
 use crate::sessions::queries as session_queries;
 use crate::startup::Application;
-use crate::users::{hasher, queries, NewPassword, NewUser, User, Username};
+use crate::users::{breached, hasher, queries, NewPassword, NewUser, User, Username};
 
 /// What the audit trail says of every change made from the command line.
 const BY_ADMIN: &str = "by admin (cli)";
@@ -50,6 +52,21 @@ enum Command {
         /// Read the password from one line of stdin instead of a prompt.
         #[arg(long)]
         password_stdin: bool,
+    },
+    /// The offline breached-password list.
+    #[command(subcommand)]
+    Breached(BreachedCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BreachedCommand {
+    /// Build the filter file from a Have I Been Pwned SHA-1 download
+    /// (`HASH:COUNT` lines; `-` reads stdin).
+    Import {
+        file: PathBuf,
+        /// Where to write the filter (default: $LATCHKEY_BREACHED_PASSWORDS).
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -91,6 +108,7 @@ pub fn run() -> anyhow::Result<()> {
             let mut conn =
                 db::connect(&settings.database_url).context("cannot connect to the database")?;
             let applied = db::run_migrations(&mut conn)?;
+            queries::fill_folded_names(&mut conn)?;
             println!("applied {applied} migration(s)");
             Ok(())
         }
@@ -101,9 +119,13 @@ pub fn run() -> anyhow::Result<()> {
         }
         Command::HashPassword { password_stdin } => {
             let settings = Settings::from_env()?;
-            let password = read_new_password(password_stdin)?;
+            let password = read_new_password(&settings, password_stdin, None)?;
             println!("{}", hasher::hash(&password, settings.bcrypt_cost)?);
             Ok(())
+        }
+        Command::Breached(BreachedCommand::Import { file, output }) => {
+            let settings = Settings::from_env()?;
+            import_breached(&file, output.or(settings.breached_passwords))
         }
     }
 }
@@ -123,10 +145,11 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
     })
 }
 
-/// One connection, migrated, for the admin commands.
+/// One connection, migrated (and seeded users' names folded), for the admin commands.
 fn open(settings: &Settings) -> anyhow::Result<AnyConnection> {
     let mut conn = db::connect(&settings.database_url).context("cannot connect to the database")?;
     db::run_migrations(&mut conn)?;
+    queries::fill_folded_names(&mut conn)?;
     Ok(conn)
 }
 
@@ -144,7 +167,7 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
             password_stdin,
         } => {
             let user = find(conn, &name)?;
-            let password = read_new_password(password_stdin)?;
+            let password = read_new_password(settings, password_stdin, Some(&user.name()))?;
             let hash = hasher::hash(&password, settings.bcrypt_cost)?;
             let entry = admin(Event::PasswordChanged).of(&user);
             let ended = ops::set_password(conn, user.id, &hash, Sessions::All, entry)?;
@@ -187,19 +210,22 @@ fn add_user(
     password_stdin: bool,
 ) -> anyhow::Result<()> {
     let username = Username::parse(name)?;
-    let password = read_new_password(password_stdin)?;
+    let password = read_new_password(settings, password_stdin, Some(&username))?;
     let hash = hasher::hash(&password, settings.bcrypt_cost)?;
     let new_user = NewUser {
         username: username.as_str(),
         password_hash: &hash,
     };
     let entry = Entry::new(Event::UserCreated).detail(BY_ADMIN);
-    let user = ops::create(conn, &new_user, entry).map_err(|e| match e {
-        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-            anyhow::anyhow!("user {username:?} already exists")
+    let user = match ops::create(conn, &new_user, entry) {
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+            // Say which spelling holds the name: it may be another than the one typed.
+            let taken = queries::find_by_username(conn, username.as_str())?
+                .map_or_else(|| username.to_string(), |u| u.username);
+            bail!("user {taken:?} already exists")
         }
-        other => other.into(),
-    })?;
+        created => created?,
+    };
     println!("created user {:?} (id {})", user.username, user.id);
     Ok(())
 }
@@ -279,8 +305,44 @@ fn find(conn: &mut AnyConnection, name: &str) -> anyhow::Result<User> {
     queries::find_by_username(conn, name)?.with_context(|| format!("no user named {name:?}"))
 }
 
-/// Reads a new password (hidden prompt, asked twice; or one line of stdin) and checks the rules.
-fn read_new_password(from_stdin: bool) -> anyhow::Result<NewPassword> {
+/// Builds the breached-password filter file from a Have I Been Pwned download.
+fn import_breached(file: &Path, output: Option<PathBuf>) -> anyhow::Result<()> {
+    let Some(output) = output else {
+        bail!("no output file: pass --output PATH or set {BREACHED_PASSWORDS_VAR}");
+    };
+    let input: Box<dyn BufRead> = if file == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let opened =
+            std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+        Box::new(std::io::BufReader::new(opened))
+    };
+    let count = breached::build(input, &output)?;
+    println!(
+        "imported {count} password hash(es) into {}",
+        output.display()
+    );
+    Ok(())
+}
+
+/// Reads a new password and checks the rules: for an account (`user`), also
+/// its name and the breached-password list; for a seed's hash, the list.
+fn read_new_password(
+    settings: &Settings,
+    from_stdin: bool,
+    user: Option<&Username>,
+) -> anyhow::Result<NewPassword> {
+    // A bad filter file fails before anyone types a password.
+    let breached = breached::load(settings)?;
+    let password = read_password(from_stdin)?;
+    Ok(match user {
+        Some(name) => NewPassword::parse_for(password, name, breached.as_ref())?,
+        None => NewPassword::parse(password)?.not_breached(breached.as_ref())?,
+    })
+}
+
+/// A password from a hidden prompt (asked twice) or one line of stdin.
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     let password = if from_stdin {
         let mut line = String::new();
         let read = std::io::stdin()
@@ -304,5 +366,5 @@ fn read_new_password(from_stdin: bool) -> anyhow::Result<NewPassword> {
         }
         first
     };
-    Ok(NewPassword::parse(password)?)
+    Ok(password)
 }

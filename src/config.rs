@@ -16,6 +16,8 @@ pub const DEFAULT_SQLITE_FILE: &str = "latchkey.db";
 pub const KEY_FILE: &str = "latchkey.key";
 /// Smallest secret key accepted (the cookie `Key` needs 64 bytes).
 pub const MIN_SECRET_KEY_BYTES: usize = 64;
+/// Names the breached-password filter file.
+pub const BREACHED_PASSWORDS_VAR: &str = "LATCHKEY_BREACHED_PASSWORDS";
 
 /// A configuration error: always names the variable at fault.
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +183,9 @@ pub struct Settings {
     /// The in-process session cache (revocations reach every instance within
     /// a second); off, every request reads the database.
     pub session_cache: bool,
+    /// The breached-password filter file (`latchkey breached import`), opened
+    /// where passwords are set or checked: see `users::breached::load`.
+    pub breached_passwords: Option<PathBuf>,
 }
 
 impl Settings {
@@ -257,6 +262,7 @@ impl Settings {
             http_workers: get("LATCHKEY_HTTP_WORKERS")
                 .map(|_| parse_num(&get, "LATCHKEY_HTTP_WORKERS", 1, 1..=1024))
                 .transpose()?,
+            breached_passwords: get(BREACHED_PASSWORDS_VAR).map(PathBuf::from),
         })
     }
 

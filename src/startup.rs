@@ -14,6 +14,7 @@ use anyhow::Context as _;
 
 use crate::audit::Sampler;
 use crate::config::Settings;
+use crate::db::DbError;
 use crate::metrics::Metrics;
 use crate::sessions::cache::SessionCache;
 use crate::sessions::remember::{self, RememberCookie};
@@ -22,7 +23,7 @@ use crate::sessions::DbSessionStore;
 use crate::shell::housekeeping::{self, Retention};
 use crate::shell::{self, edge::edge};
 use crate::state::AppState;
-use crate::users::PasswordHasher;
+use crate::users::{self, breached, PasswordHasher};
 use crate::web::WebContext;
 use crate::{account, auth, db};
 
@@ -103,6 +104,8 @@ impl Application {
 /// Connects and migrates, computes the keys and the hasher's dummy hash, starts
 /// the housekeeping thread: everything the workers share.
 async fn assemble(settings: Settings) -> anyhow::Result<Parts> {
+    // First: a bad filter file stops start-up before the database is touched.
+    let breached = breached::load(&settings)?.map(Arc::new);
     let metrics = Arc::new(Metrics::new()?);
     let pool = db::build_pool(
         &settings.database_url,
@@ -113,6 +116,11 @@ async fn assemble(settings: Settings) -> anyhow::Result<Parts> {
     db::run(&pool, |conn| db::run_migrations(conn).map(drop))
         .await
         .context("cannot migrate the database")?;
+    db::run(&pool, |conn| {
+        users::queries::fill_folded_names(conn).map_err(DbError::from)
+    })
+    .await
+    .context("cannot fold the names of seeded users")?;
 
     // One key for every worker: built once, outside the server closure.
     let secret = settings.secret_key()?;
@@ -153,6 +161,7 @@ async fn assemble(settings: Settings) -> anyhow::Result<Parts> {
             metrics,
             cache,
             throttled: Arc::new(Sampler::new(THROTTLED_SAMPLE_EVERY, THROTTLED_SAMPLE_KEYS)),
+            breached,
         }),
         key: Key::from(secret.as_bytes()),
     })

@@ -10,6 +10,7 @@ use crate::db::{self, AnyConnection, Pool};
 use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::sessions::cache::SessionCache;
+use crate::users::breached::BreachedFilter;
 use crate::users::PasswordHasher;
 
 /// The app's shared parts; cheap to clone.
@@ -22,6 +23,8 @@ pub struct AppState {
     pub cache: Arc<SessionCache>,
     /// Throttled tries are audited sampled (see [`Sampler`]).
     pub throttled: Arc<Sampler>,
+    /// `LATCHKEY_BREACHED_PASSWORDS`, opened at start (`None` when unset).
+    pub breached: Option<Arc<BreachedFilter>>,
 }
 
 impl AppState {

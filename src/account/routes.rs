@@ -277,8 +277,12 @@ async fn set_new_password(
     client: &Client,
 ) -> Result<(), Refusal> {
     let user = &current.user;
-    let new_password =
-        NewPassword::parse(passwords.new_password).map_err(|e| Refusal::Refused(e.to_string()))?;
+    let new_password = NewPassword::parse_for(
+        passwords.new_password,
+        &user.name(),
+        state.breached.as_deref(),
+    )
+    .map_err(|e| Refusal::Refused(e.to_string()))?;
     let asker = Asker::of(req)?;
     let matched = service::check_password(
         state,

@@ -34,6 +34,8 @@ pub enum Event {
     TokenRefused,
     IdentityConfirmed,
     IdentityConfirmationFailed,
+    /// A login succeeded with a password in the breached-password list.
+    PasswordBreached,
 }
 
 impl Event {
@@ -57,6 +59,7 @@ impl Event {
             Self::TokenRefused => "token_refused",
             Self::IdentityConfirmed => "identity_confirmed",
             Self::IdentityConfirmationFailed => "identity_confirmation_failed",
+            Self::PasswordBreached => "password_breached",
         }
     }
 }

@@ -50,10 +50,13 @@ struct NextQuery {
     next: Option<String>,
 }
 
-/// A login that went through: its user, and the device cookie that marks this
-/// browser as theirs (see `web::device`), for the response.
+/// A login that went through: its user, whether they should be told to
+/// change their password, and the device cookie that marks this browser as
+/// theirs (see `web::device`), for the response.
 struct SignedIn {
     user: User,
+    /// The password is in the breached-password list (`LATCHKEY_BREACHED_PASSWORDS`).
+    password_breached: bool,
     device: Cookie<'static>,
 }
 
@@ -67,7 +70,8 @@ impl SignedIn {
 }
 
 /// Checks the credentials and starts a new session for their user
-/// (remembered when `remember` is set).
+/// (remembered when `remember` is set). A password found in the breached list
+/// still signs in (refusing it would lock the user out), but is audited.
 async fn sign_in(
     req: &HttpRequest,
     state: &AppState,
@@ -77,12 +81,30 @@ async fn sign_in(
 ) -> Result<SignedIn, AppError> {
     let username = Username::parse(username)?;
     let asker = Asker::of(req)?;
+    // Looked up for every try alike, before the password moves on.
+    let password_breached = state
+        .breached
+        .as_deref()
+        .is_some_and(|filter| filter.contains(&password));
     let user = service::check_password(state, username.as_str(), password, &asker, Purpose::Login)
         .await?
         .ok_or(AppError::Unauthorized(INVALID_CREDENTIALS))?;
     current::begin(req, user.id, &asker.client, remember)?;
+    if password_breached {
+        let entry = Entry::new(Event::PasswordBreached)
+            .of(&user)
+            .client(&asker.client);
+        state
+            .db(move |conn| Ok(audit::record(conn, &entry)?))
+            .await?;
+        state.metrics.event(Event::PasswordBreached);
+    }
     let device = WebContext::of(req)?.devices.issue(user.id);
-    Ok(SignedIn { user, device })
+    Ok(SignedIn {
+        user,
+        password_breached,
+        device,
+    })
 }
 
 /// `POST /login` with JSON (or no body at all).
@@ -97,10 +119,15 @@ pub async fn login_json(
         remember,
     } = body.value;
     let signed_in = sign_in(&req, &state, &username, password, remember).await?;
-    signed_in.respond(HttpResponse::Ok().json(json!({
+    let mut body = json!({
         "message": "Login successful!",
         "user_id": signed_in.user.id,
-    })))
+    });
+    // Only then: otherwise the seed's body, exactly.
+    if signed_in.password_breached {
+        body["password_breached"] = json!(true);
+    }
+    signed_in.respond(HttpResponse::Ok().json(body))
 }
 
 /// `POST /login` from the login form (its CSRF token checked by `Body`).
@@ -118,7 +145,13 @@ pub async fn login_form(
     let remember = remember.is_some_and(|v| matches!(v.as_str(), "on" | "true" | "1"));
     match sign_in(&req, &state, &username, password, remember).await {
         Ok(signed_in) => {
-            signed_in.respond(edge::see_other(safe_next(&next).unwrap_or("/protected")))
+            let mut response = edge::see_other(safe_next(&next).unwrap_or("/protected"));
+            if signed_in.password_breached {
+                response
+                    .add_cookie(&flash::set(Flash::PasswordBreached, &state.settings))
+                    .map_err(AppError::internal)?;
+            }
+            signed_in.respond(response)
         }
         // Any refusal of the credentials: the form again, one generic message.
         Err(AppError::BadRequest(_) | AppError::Unauthorized(_)) => login_page_response(

@@ -11,6 +11,7 @@ use crate::db;
 use crate::error::AppError;
 use crate::sessions::events;
 use crate::state::AppState;
+use crate::users::fold::fold;
 use crate::users::{queries, User};
 use crate::web::device::Device;
 use crate::web::{Client, WebContext};
@@ -87,6 +88,7 @@ pub async fn check_password(
     };
     count(state, purpose, failure);
     let outcome = Outcome {
+        username: username.to_owned(),
         user: found.clone(),
         failure,
         attempt,
@@ -125,7 +127,8 @@ async fn reserve(
                 throttle::lock(conn, &name, &client)?;
                 let found = queries::find_by_username(conn, &name)?;
                 let attempt = Attempt {
-                    username: name.clone(),
+                    // Throttled by the folded name: `Alice` and `ALICE` share one count.
+                    username: fold(&name),
                     client: client.clone(),
                     // A device cookie counts only for the user it names.
                     device: device
@@ -209,6 +212,8 @@ fn count(state: &AppState, purpose: Purpose, failure: Option<&str>) {
 
 /// What a check found, to be recorded in one commit.
 struct Outcome {
+    /// The name as typed (the audit trail keeps it so).
+    username: String,
     user: Option<User>,
     failure: Option<&'static str>,
     attempt: Attempt,
@@ -223,7 +228,7 @@ impl Outcome {
     fn record(&self, conn: &mut db::AnyConnection) -> diesel::QueryResult<()> {
         let entry = |event| {
             let entry = Entry::new(event)
-                .username(&self.attempt.username)
+                .username(&self.username)
                 .client(&self.client);
             match &self.user {
                 Some(user) => entry.user(user.id),

@@ -49,8 +49,7 @@ diesel::table! {
     login_failures (id) {
         id -> Int8,
         at -> Timestamp,
-        #[max_length = 50]
-        username -> Varchar,
+        username -> Text,
         client_ip -> Text,
         #[max_length = 64]
         device -> Nullable<Varchar>,
@@ -94,6 +93,7 @@ diesel::table! {
         is_active -> Bool,
         created_at -> Timestamp,
         last_login_at -> Nullable<Timestamp>,
+        username_folded -> Nullable<Text>,
     }
 }
 

@@ -3,12 +3,18 @@
 
 use std::fmt;
 
+use super::breached::BreachedFilter;
+use super::{common_passwords, fold};
+
 /// Longest username, in characters.
 pub const USERNAME_MAX_CHARS: usize = 50;
 /// Shortest new password, in characters.
 pub const PASSWORD_MIN_CHARS: usize = 8;
 /// bcrypt reads only this many bytes: a longer password is refused, never truncated.
 pub const PASSWORD_MAX_BYTES: usize = 72;
+/// A (folded) username at least this long may not appear in its password;
+/// shorter names (`bob`) are too likely to occur by chance.
+pub const USERNAME_IN_PASSWORD_MIN_CHARS: usize = 4;
 
 /// Why a username was refused (the message is meant for the person who typed it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -19,6 +25,9 @@ pub enum UsernameError {
     TooLong,
     #[error("Username must not contain control characters.")]
     ControlCharacter,
+    /// A Default_Ignorable code point: zero-width characters, bidi controls, ...
+    #[error("Username must not contain invisible or text-direction characters (U+{:04X}).", u32::from(*.0))]
+    InvisibleCharacter(char),
     #[error("Username must not start or end with whitespace.")]
     SurroundingWhitespace,
 }
@@ -32,11 +41,20 @@ pub enum PasswordError {
     TooShort,
     #[error("Password is too common: choose one that is harder to guess.")]
     Common,
+    #[error("Password must not contain the username.")]
+    ContainsUsername,
+    #[error("Password appears in a list of breached passwords: choose another.")]
+    Breached,
 }
 
-/// 1–50 characters, no control characters, no surrounding whitespace.
+/// 1–50 characters, no control characters, no invisible or text-direction
+/// characters, no surrounding whitespace; kept as written and in its folded
+/// form ([`fold::fold`]), which is what identifies the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Username(String);
+pub struct Username {
+    name: String,
+    folded: String,
+}
 
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, UsernameError> {
@@ -47,23 +65,40 @@ impl Username {
         if chars > USERNAME_MAX_CHARS {
             return Err(UsernameError::TooLong);
         }
-        if raw.chars().any(char::is_control) {
-            return Err(UsernameError::ControlCharacter);
+        match fold::forbidden_char(raw) {
+            Some(c) if c.is_control() => return Err(UsernameError::ControlCharacter),
+            Some(c) => return Err(UsernameError::InvisibleCharacter(c)),
+            None => {}
         }
         if raw.trim() != raw {
             return Err(UsernameError::SurroundingWhitespace);
         }
-        Ok(Self(raw.to_owned()))
+        Ok(Self::stored(raw))
     }
 
+    /// The name of an existing account, not checked again: a name seeded by
+    /// SQL may predate the rules. For comparing, never for creating.
+    pub(super) fn stored(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            folded: fold::fold(name),
+        }
+    }
+
+    /// The name as written.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
+    }
+
+    /// The form compared for uniqueness, look-up and throttling.
+    pub fn folded(&self) -> &str {
+        &self.folded
     }
 }
 
 impl fmt::Display for Username {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.name)
     }
 }
 
@@ -71,7 +106,8 @@ impl fmt::Display for Username {
 pub struct NewPassword(String);
 
 impl NewPassword {
-    /// At least 8 characters, at most 72 bytes, and not a well-known common password.
+    /// At least 8 characters, at most 72 bytes, and not a well-known common
+    /// password. For a known account, use [`NewPassword::parse_for`].
     pub fn parse(raw: String) -> Result<Self, PasswordError> {
         if raw.len() > PASSWORD_MAX_BYTES {
             return Err(PasswordError::TooLong);
@@ -85,6 +121,31 @@ impl NewPassword {
         Ok(Self(raw))
     }
 
+    /// [`NewPassword::parse`]'s rules, and also: not containing the account's
+    /// name (folded, when it has 4+ characters), not in the breached list.
+    pub fn parse_for(
+        raw: String,
+        username: &Username,
+        breached: Option<&BreachedFilter>,
+    ) -> Result<Self, PasswordError> {
+        let password = Self::parse(raw)?;
+        let name = username.folded();
+        if name.chars().count() >= USERNAME_IN_PASSWORD_MIN_CHARS
+            && fold::fold(&password.0).contains(name)
+        {
+            return Err(PasswordError::ContainsUsername);
+        }
+        password.not_breached(breached)
+    }
+
+    /// Refuses a password the breached-password filter holds (when there is one).
+    pub fn not_breached(self, breached: Option<&BreachedFilter>) -> Result<Self, PasswordError> {
+        match breached {
+            Some(filter) if filter.contains(&self.0) => Err(PasswordError::Breached),
+            _ => Ok(self),
+        }
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -96,10 +157,15 @@ impl fmt::Debug for NewPassword {
     }
 }
 
-/// A password is common when zxcvbn's dictionaries (common passwords, words, names),
-/// with case, reversal and l33t variants, account for the whole of it in one match,
-/// or when zxcvbn rates it the weakest there is.
+/// A password is common when it (or its base, undressed of digits, punctuation
+/// and l33t) is on the shipped list of common passwords; when zxcvbn's
+/// dictionaries (common passwords, words, names), with case, reversal and l33t
+/// variants, account for the whole of it in one match; or when zxcvbn rates it
+/// the weakest there is.
 fn is_common(password: &str) -> bool {
+    if common_passwords::is_common(password) {
+        return true;
+    }
     let estimate = zxcvbn::zxcvbn(password, &[]);
     let whole_word = match estimate.sequence() {
         [only] => matches!(
@@ -123,6 +189,102 @@ mod tests {
             assert!(Username::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Username::parse(&"a".repeat(51)).is_err());
+    }
+
+    #[test]
+    fn invisible_and_direction_characters_are_refused() {
+        for bad in [
+            "alice\u{200B}",
+            "al\u{200D}ice",
+            "\u{202E}alice",
+            "alice\u{2066}",
+        ] {
+            assert!(
+                matches!(
+                    Username::parse(bad),
+                    Err(UsernameError::InvisibleCharacter(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let err = Username::parse("alice\u{200B}").expect_err("zero-width space");
+        assert!(err.to_string().contains("U+200B"), "{err}");
+        assert_eq!(
+            Username::parse("al\nice"),
+            Err(UsernameError::ControlCharacter)
+        );
+    }
+
+    #[test]
+    fn a_username_keeps_its_spelling_and_its_folded_form() {
+        let name = Username::parse("ＡＬＩＣＥ").expect("fullwidth is fine");
+        assert_eq!(name.as_str(), "ＡＬＩＣＥ");
+        assert_eq!(name.folded(), "alice");
+        assert_eq!(Username::parse("Alice").unwrap().folded(), name.folded());
+    }
+
+    #[test]
+    fn dressed_up_common_passwords_are_refused() {
+        for bad in [
+            "Password123!",
+            "P@ssw0rd1",
+            "Qwerty123!",
+            "Welcome123!",
+            "Summer2024!",
+            "Changeme1",
+            "letmein123",
+        ] {
+            assert_eq!(
+                NewPassword::parse(bad.into()).map(drop),
+                Err(PasswordError::Common),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_password_may_not_contain_the_username() {
+        let alice = Username::parse("Alice").unwrap();
+        for bad in [
+            "alice-rocks-2024",
+            "MyALICEpassphrase",
+            "ｘｘａｌｉｃｅｘｘ ok",
+        ] {
+            assert_eq!(
+                NewPassword::parse_for(bad.into(), &alice, None).map(drop),
+                Err(PasswordError::ContainsUsername),
+                "{bad}"
+            );
+        }
+        assert!(NewPassword::parse_for("plinth-oboe-marsupial".into(), &alice, None).is_ok());
+        // Three characters are too short a name to hold against a password.
+        let bob = Username::parse("bob").unwrap();
+        assert!(NewPassword::parse_for("bob's fine password".into(), &bob, None).is_ok());
+        // The seed's user keeps the seed's password.
+        let seed = Username::parse("test_user").unwrap();
+        assert!(NewPassword::parse_for("test_password".into(), &seed, None).is_ok());
+    }
+
+    #[test]
+    fn a_breached_password_is_refused_only_with_a_filter() {
+        use sha1::Digest as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("breached.filter");
+        let line = format!(
+            "{}:42\n",
+            hex::encode_upper(sha1::Sha1::digest(b"plinth-oboe-marsupial"))
+        );
+        super::super::breached::build(line.as_bytes(), &path).expect("build");
+        let filter = BreachedFilter::open(&path).expect("open");
+        let carol = Username::parse("carol").unwrap();
+        let parse = |raw: &str, filter| NewPassword::parse_for(raw.into(), &carol, filter);
+
+        assert_eq!(
+            parse("plinth-oboe-marsupial", Some(&filter)).map(drop),
+            Err(PasswordError::Breached)
+        );
+        assert!(parse("plinth-oboe-marsupial", None).is_ok());
+        assert!(parse("quartz-lantern-fjord", Some(&filter)).is_ok());
     }
 
     #[test]

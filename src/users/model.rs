@@ -7,6 +7,7 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Integer;
 use diesel::{AsExpression, FromSqlRow, Insertable, Queryable, Selectable};
 
+use super::credentials::Username;
 use crate::db::schema::users;
 
 /// A user's primary key.
@@ -69,6 +70,13 @@ pub struct User {
     pub last_login_at: Option<NaiveDateTime>,
 }
 
+impl User {
+    /// The account's name, as typed values compare it.
+    pub fn name(&self) -> Username {
+        Username::stored(&self.username)
+    }
+}
+
 impl fmt::Debug for User {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("User")
@@ -80,7 +88,8 @@ impl fmt::Debug for User {
     }
 }
 
-/// A user to insert: the other columns take their defaults.
+/// A user to insert: [`insert`](super::queries::insert) adds the folded name;
+/// the other columns take their defaults.
 #[derive(Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {
@@ -104,6 +113,13 @@ pub struct Principal {
     pub id: UserId,
     pub username: String,
     pub is_active: bool,
+}
+
+impl Principal {
+    /// The account's name, as typed values compare it.
+    pub fn name(&self) -> Username {
+        Username::stored(&self.username)
+    }
 }
 
 impl From<&User> for Principal {

@@ -14,14 +14,16 @@ pub enum Flash {
     SignedOutEverywhere,
     SessionRevoked,
     PasswordChanged,
+    PasswordBreached,
 }
 
 impl Flash {
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 5] = [
         Self::LoggedOut,
         Self::SignedOutEverywhere,
         Self::SessionRevoked,
         Self::PasswordChanged,
+        Self::PasswordBreached,
     ];
 
     fn code(self) -> &'static str {
@@ -30,6 +32,7 @@ impl Flash {
             Self::SignedOutEverywhere => "signed_out_everywhere",
             Self::SessionRevoked => "session_revoked",
             Self::PasswordChanged => "password_changed",
+            Self::PasswordBreached => "password_breached",
         }
     }
 
@@ -40,6 +43,9 @@ impl Flash {
             Self::SessionRevoked => "That session has been signed out.",
             Self::PasswordChanged => {
                 "Your password has been changed. Your other sessions were signed out."
+            }
+            Self::PasswordBreached => {
+                "Your password appears in a list of passwords exposed in data breaches. Please change it on your account page."
             }
         }
     }

@@ -4,31 +4,15 @@ use reqwest::StatusCode;
 
 use crate::helpers::*;
 
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A failure is one line on stderr and a non-zero exit.
-fn assert_fails_with(out: &std::process::Output, needle: &str) {
-    assert!(!out.status.success(), "{}", output_text(out));
-    let err = stderr(out);
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(err.contains(needle), "{needle:?} not in {err:?}");
-}
-
 both_backends! {
     async fn user_add_creates_a_user_who_can_log_in(backend: Backend) {
         let app = spawn_app(backend).await;
 
-        let out = app.cli(&["user", "add", "alice", "--password-stdin"], "alice's secret pass\n");
+        let out = app.cli(&["user", "add", "alice", "--password-stdin"], "her secret pass\n");
 
         assert!(out.status.success(), "{}", output_text(&out));
         assert!(stdout(&out).contains("created user \"alice\""));
-        assert_eq!(app.login("alice", "alice's secret pass").await.status(), StatusCode::OK);
+        assert_eq!(app.login("alice", "her secret pass").await.status(), StatusCode::OK);
         let list = app.cli(&["user", "list"], "");
         assert!(stdout(&list).contains("alice") && stdout(&list).contains(TEST_USER));
     }

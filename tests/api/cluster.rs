@@ -175,14 +175,14 @@ async fn the_seed_flow_works_across_instances_behind_nginx() {
     // The account page sees the sessions made on every instance.
     let other = cluster.cli(
         &["user", "add", "alice", "--password-stdin"],
-        "alice's long password\n",
+        "her long password\n",
     );
     assert!(other.status.success());
     let alice = new_client();
     for _ in 0..3 {
         let login = alice
             .post(cluster.url("/login"))
-            .json(&json!({"username": "alice", "password": "alice's long password"}))
+            .json(&json!({"username": "alice", "password": "her long password"}))
             .send()
             .await
             .unwrap();

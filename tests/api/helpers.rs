@@ -76,12 +76,15 @@ impl TestDb {
 
     /// Runs `latchkey ARGS` against this database, with `stdin` as its input.
     pub fn cli(&self, args: &[&str], stdin: &str) -> Output {
-        run_cli(
-            args,
-            stdin,
-            &[("DATABASE_URL", &self.url_string())],
-            self.dir.path(),
-        )
+        self.cli_with(args, stdin, &[])
+    }
+
+    /// Like [`TestDb::cli`], with more environment variables.
+    pub fn cli_with(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+        let url = self.url_string();
+        let mut all = vec![("DATABASE_URL", url.as_str())];
+        all.extend_from_slice(env);
+        run_cli(args, stdin, &all, self.dir.path())
     }
 }
 
@@ -404,6 +407,39 @@ pub async fn json_body(response: Response) -> Value {
 pub async fn assert_json(response: Response, status: StatusCode, body: Value) {
     assert_eq!(response.status(), status);
     assert_eq!(json_body(response).await, body);
+}
+
+/// A CLI run's stdout, as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A CLI run's stderr, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A failure is one line on stderr and a non-zero exit.
+pub fn assert_fails_with(out: &Output, needle: &str) {
+    assert!(!out.status.success(), "{}", output_text(out));
+    let err = stderr(out);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+}
+
+/// `POST /login` (JSON) to the server at `address`, from `client`.
+pub async fn post_login(
+    client: &reqwest::Client,
+    address: &str,
+    username: &str,
+    password: &str,
+) -> Response {
+    client
+        .post(format!("{address}/login"))
+        .json(&json!({ "username": username, "password": password }))
+        .send()
+        .await
+        .expect("request")
 }
 
 /// A stdout/stderr pair, for assertion messages.

@@ -46,6 +46,105 @@ both_backends! {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
+
+    async fn a_user_seeded_before_start_is_folded_at_start_and_logs_in_under_any_spelling(backend: Backend) {
+        let db = TestDb::new(backend);
+        assert!(db.cli(&["migrate"], "").status.success());
+        seed(&db, "Alice", SEEDED_PASSWORD);
+
+        let (address, server) = start_server(test_settings(&db.url)).await;
+
+        // Folded at start-up, before anyone logs in.
+        assert_eq!(folded_names(&db), vec![Some("alice".to_owned())]);
+        let client = new_client();
+        let login = post_login(&client, &address, "alice", SEEDED_PASSWORD).await;
+        assert_eq!(login.status(), StatusCode::OK);
+        let greeting = client.get(format!("{address}/protected")).send().await.unwrap();
+        assert_eq!(
+            json_body(greeting).await["message"],
+            "Hello, Alice! This is a protected route."
+        );
+        server.stop(false).await;
+    }
+
+    async fn a_user_seeded_while_the_server_runs_logs_in_at_once(backend: Backend) {
+        // As when an admin runs `diesel migration run` against a live database.
+        let app = spawn_app(backend).await;
+        seed(&app.db, "Bob", SEEDED_PASSWORD);
+
+        let login = app.login("BOB", SEEDED_PASSWORD).await;
+
+        assert_eq!(login.status(), StatusCode::OK);
+        assert_json(
+            app.get("/protected").await,
+            StatusCode::OK,
+            serde_json::json!({"message": "Hello, Bob! This is a protected route."}),
+        )
+        .await;
+    }
+
+    async fn a_seeded_user_not_yet_folded_still_holds_its_name(backend: Backend) {
+        let db = TestDb::new(backend);
+        assert!(db.cli(&["migrate"], "").status.success());
+        seed(&db, "Carol", SEEDED_PASSWORD);
+
+        let carol = latchkey::users::NewUser { username: "CAROL", password_hash: "not a hash" };
+        let inserted = latchkey::users::queries::insert(&mut db.connect(), &carol);
+
+        assert!(
+            matches!(
+                inserted,
+                Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
+            ),
+            "{inserted:?}"
+        );
+        assert_eq!(folded_names(&db), vec![None], "nothing inserted");
+    }
+
+    async fn a_seeded_name_that_folds_like_a_taken_one_is_skipped_never_a_500(backend: Backend) {
+        let app = spawn_app(backend).await;
+        seed(&app.db, "TEST_USER", SEEDED_PASSWORD);
+
+        let miss = app.login("nobody_here", "not a password").await;
+        let impostor = app.login("TEST_USER", SEEDED_PASSWORD).await;
+        let original = app.login("TEST_USER", TEST_PASSWORD).await;
+        let (_, restarted) = start_server(app.settings.clone()).await;
+        let listed = app.cli(&["user", "list"], "");
+
+        assert_eq!(miss.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(impostor.status(), StatusCode::UNAUTHORIZED);
+        assert_json(
+            original,
+            StatusCode::OK,
+            serde_json::json!({"message": "Login successful!", "user_id": app.test_user_id.0}),
+        )
+        .await;
+        assert!(listed.status.success(), "{}", output_text(&listed));
+        assert_eq!(folded_names(&app.db), vec![Some("test_user".to_owned()), None]);
+        restarted.stop(false).await;
+    }
+}
+
+const SEEDED_PASSWORD: &str = "a seeded pass phrase";
+
+/// What an admin's seed migration does: only the name and the hash.
+fn seed(db: &TestDb, username: &str, password: &str) {
+    let hash = bcrypt::hash(password, TEST_BCRYPT_COST).expect("hash");
+    db.connect()
+        .batch_execute(&format!(
+            "INSERT INTO users (username, password_hash) VALUES ('{username}', '{hash}')"
+        ))
+        .expect("seed insert");
+}
+
+fn folded_names(db: &TestDb) -> Vec<Option<String>> {
+    use diesel::prelude::*;
+    use latchkey::db::schema::users;
+    users::table
+        .order(users::id)
+        .select(users::username_folded)
+        .load(&mut db.connect())
+        .expect("folded names")
 }
 
 #[test]

@@ -1,0 +1,2 @@
+DROP INDEX users_username_folded_idx;
+ALTER TABLE users DROP COLUMN username_folded;
