@@ -27,7 +27,9 @@ pub async fn authenticate(
 ) -> Result<Option<User>, AppError> {
     let limits = Limits::from_settings(&state.settings);
     let name = username.as_str().to_owned();
-    let ip = client.ip.clone().unwrap_or_else(|| "unknown".to_owned());
+    let ip = client
+        .throttle_key()
+        .unwrap_or_else(|| "unknown".to_owned());
     let (audit_client, check_ip) = (client.clone(), ip.clone());
     let metrics = state.metrics.clone();
     let found = state

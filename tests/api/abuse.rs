@@ -125,6 +125,51 @@ both_backends! {
         assert_eq!(spoofed.status(), StatusCode::TOO_MANY_REQUESTS);
     }
 
+    async fn junk_in_forwarded_for_never_lets_a_client_pick_its_address(backend: Backend) {
+        // The audit's case: behind a trusted proxy (which appends what it saw),
+        // a client writes its own entries first, with junk to stop a naive parser.
+        let app = spawn_app_with(backend, |s| s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+        let real = "203.0.113.50";
+        let mut statuses = Vec::new();
+        for i in 0..7 {
+            let lines: Vec<String> = match i % 3 {
+                0 => vec![format!("10.66.0.{i}, junk{i}, {real}")],
+                1 => vec![format!("10.66.0.{i}, , {real}")],
+                _ => vec![format!("10.66.0.{i}, junk{i}"), real.to_owned()],
+            };
+            let mut request = reqwest::Client::new()
+                .post(app.url("/login"))
+                .json(&json!({"username": TEST_USER, "password": "wrong"}));
+            for line in &lines {
+                request = request.header("x-forwarded-for", line.as_str());
+            }
+            statuses.push(request.send().await.unwrap().status().as_u16());
+        }
+
+        assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+        let counted: Vec<String> = login_failures::table
+            .select(login_failures::client_ip)
+            .load(&mut app.db.connect())
+            .unwrap();
+        assert_eq!(counted, vec![real.to_owned(); 5]);
+    }
+
+    async fn an_ipv6_client_is_throttled_as_its_slash_64(backend: Backend) {
+        let app = spawn_app_with(backend, |s| s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+        let mut statuses = Vec::new();
+        for i in 1..=6 {
+            let client = format!("2001:db8:1:2::{i:x}");
+            statuses.push(login_from(&app, TEST_USER, "wrong", Some(&client)).await.status().as_u16());
+        }
+        let next_line = login_from(&app, TEST_USER, TEST_PASSWORD, Some("2001:db8:1:3::1")).await;
+
+        assert_eq!(statuses, [401, 401, 401, 401, 401, 429]);
+        assert_eq!(next_line.status(), StatusCode::OK, "another /64 is another client");
+        // The audit trail keeps the whole address.
+        let audit = String::from_utf8_lossy(&app.cli(&["audit", "--limit", "20"], "").stdout).into_owned();
+        assert!(audit.contains("2001:db8:1:2::5") && audit.contains("2001:db8:1:3::1"), "{audit}");
+    }
+
     async fn instances_share_the_count_and_racing_loses_none(backend: Backend) {
         let app = spawn_app_with(backend, |s| s.login_max_failures = 50).await;
         let peer = app.start_peer().await;
