@@ -27,7 +27,7 @@ use crate::error::{status_text, AppError, ErrorInfo};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::users::UserId;
-use crate::web::body::{unsupported_media_type, BodyKind, MAX_BODY_BYTES};
+use crate::web::body::{unsupported_media_type, BodyKind, HeadersArrived, MAX_BODY_BYTES};
 use crate::web::pages::{self, ErrorPage, STYLE_HREF};
 use crate::web::Wants;
 
@@ -40,6 +40,8 @@ pub async fn edge(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let exchange = Exchange::begin(&req);
     req.extensions_mut().insert(exchange.wants);
+    req.extensions_mut()
+        .insert(HeadersArrived(exchange.started));
 
     if let Err(err) = check_unsafe_request(&req, exchange.secure) {
         let (req, _) = req.into_parts();

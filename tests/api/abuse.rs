@@ -238,6 +238,44 @@ both_backends! {
     }
 }
 
+/// Transport-level, so once, not per backend: a body that trickles in is cut
+/// off at the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_still_arriving_ten_seconds_after_the_headers_gets_408() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = spawn_app(Backend::Sqlite).await;
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "POST /login HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: 55\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(b"{\"use").await.unwrap();
+    let started = Instant::now();
+
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(12), stream.read_to_end(&mut answer)).await;
+
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(read.is_ok(), "no answer within 12 s: {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(answer.contains("{\"message\":"), "{answer}");
+    assert!(
+        !answer
+            .to_ascii_lowercase()
+            .contains("set-cookie: latchkey_session"),
+        "{answer}"
+    );
+    assert_eq!(app.session_rows(), 0, "nobody was logged in");
+    assert_eq!(failures(&app), 0, "no password was checked");
+}
+
 async fn postgres_outage() {
     let cluster = Cluster::start_new();
     let app = spawn_app_on(TestDb::postgres_on(&cluster.admin_url()), |s| {
