@@ -150,6 +150,8 @@ impl fmt::Debug for SecretKey {
 pub struct Settings {
     pub database_url: DatabaseUrl,
     pub addr: SocketAddr,
+    /// The metrics listener (`LATCHKEY_METRICS_ADDR`); `None`: no metrics served.
+    pub metrics_addr: Option<SocketAddr>,
     /// `None`: generated once and kept in `latchkey.key` (see [`Settings::secret_key`]).
     pub secret_key: Option<SecretKey>,
     pub cookie_secure: bool,
@@ -195,7 +197,19 @@ impl Settings {
             Some(url) => DatabaseUrl::parse(&url)?,
             None => DatabaseUrl::Sqlite(DEFAULT_SQLITE_FILE.to_owned()),
         };
-        let addr = parse_addr(get("LATCHKEY_ADDR").as_deref().unwrap_or("127.0.0.1:8080"))?;
+        let addr = parse_addr(
+            "LATCHKEY_ADDR",
+            get("LATCHKEY_ADDR").as_deref().unwrap_or("127.0.0.1:8080"),
+        )?;
+        let metrics_addr = get("LATCHKEY_METRICS_ADDR")
+            .map(|text| parse_addr("LATCHKEY_METRICS_ADDR", &text))
+            .transpose()?;
+        if metrics_addr.is_some_and(|metrics| metrics == addr && addr.port() != 0) {
+            return Err(ConfigError::new(
+                "LATCHKEY_METRICS_ADDR",
+                "is LATCHKEY_ADDR: metrics need a listener of their own, never the public one",
+            ));
+        }
         let secret_key = get("LATCHKEY_SECRET_KEY")
             .map(|v| SecretKey::parse(&v).map_err(|e| ConfigError::new("LATCHKEY_SECRET_KEY", e)))
             .transpose()?;
@@ -209,6 +223,7 @@ impl Settings {
         Ok(Self {
             database_url,
             addr,
+            metrics_addr,
             secret_key,
             cookie_secure,
             bcrypt_cost: parse_num(&get, "LATCHKEY_BCRYPT_COST", 12, 4..=31)?,
@@ -285,8 +300,7 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<SecretKey> {
     Ok(key)
 }
 
-fn parse_addr(text: &str) -> Result<SocketAddr, ConfigError> {
-    let var = "LATCHKEY_ADDR";
+fn parse_addr(var: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
     if let Ok(addr) = text.parse() {
         return Ok(addr);
     }
@@ -424,6 +438,7 @@ mod tests {
             ("DATABASE_URL", "postgress://u@h/db"),
             ("DATABASE_URL", "mysql://u@h/db"),
             ("DATABASE_URL", "sqlite://:memory:"),
+            ("LATCHKEY_METRICS_ADDR", "everywhere"),
             ("LATCHKEY_ADDR", "not an address"),
             ("LATCHKEY_SECRET_KEY", "abcd"),
             ("LATCHKEY_SECRET_KEY", "not base64 at all!"),
@@ -496,6 +511,18 @@ mod tests {
         assert_eq!(first.as_bytes().len(), MIN_SECRET_KEY_BYTES);
         let meta = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn metrics_have_a_listener_of_their_own_or_none() {
+        assert_eq!(settings(&[]).unwrap().metrics_addr, None);
+        let s = settings(&[("LATCHKEY_METRICS_ADDR", "127.0.0.1:9100")]).unwrap();
+        assert_eq!(s.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
+        let same = settings(&[
+            ("LATCHKEY_ADDR", "127.0.0.1:9100"),
+            ("LATCHKEY_METRICS_ADDR", "127.0.0.1:9100"),
+        ]);
+        assert_eq!(same.unwrap_err().var, "LATCHKEY_METRICS_ADDR");
     }
 
     #[test]

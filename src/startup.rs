@@ -57,18 +57,31 @@ struct Parts {
 pub struct Application {
     port: u16,
     server: Server,
+    /// The metrics listener's port and server, when `LATCHKEY_METRICS_ADDR` is set.
+    metrics: Option<(u16, Server)>,
 }
 
 impl Application {
-    /// Migrates the database, binds `settings.addr` (port 0: any free port) and
-    /// prepares the server; [`Application::run_until_stopped`] serves.
+    /// Binds `settings.addr` (port 0: any free port) and the metrics address
+    /// if any, migrates the database and prepares the servers;
+    /// [`Application::run_until_stopped`] serves.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.addr)
-            .with_context(|| format!("cannot listen on {}", settings.addr))?;
+        let listener = bind(settings.addr, "LATCHKEY_ADDR")?;
         let port = listener.local_addr()?.port();
+        let metrics_listener = settings
+            .metrics_addr
+            .map(|addr| bind(addr, "LATCHKEY_METRICS_ADDR"))
+            .transpose()?;
         let http_workers = settings.http_workers;
         let parts = assemble(settings).await?;
 
+        let metrics = match metrics_listener {
+            Some(listener) => Some((
+                listener.local_addr()?.port(),
+                metrics_server(listener, parts.state.clone())?,
+            )),
+            None => None,
+        };
         let mut server = HttpServer::new(move || app(parts.clone()))
             .listen(listener)?
             .shutdown_timeout(10);
@@ -78,6 +91,7 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
+            metrics,
         })
     }
 
@@ -85,15 +99,54 @@ impl Application {
         self.port
     }
 
-    /// Stops the server (gracefully with `true`) from elsewhere.
+    /// The metrics listener's port (`None`: metrics are not served).
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
+    }
+
+    /// Stops the server (gracefully with `true`) from elsewhere; the metrics
+    /// listener goes with it.
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until SIGINT/SIGTERM, then drains in-flight requests.
+    /// Serves until SIGINT/SIGTERM (or the handle's stop), then drains
+    /// in-flight requests and stops the metrics listener.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let Some((_, metrics)) = self.metrics else {
+            return self.server.await;
+        };
+        let metrics_handle = metrics.handle();
+        let main = async move {
+            let served = self.server.await;
+            metrics_handle.stop(true).await;
+            served
+        };
+        // Both futures must be polled: each runs its server's stop commands.
+        let (served, metrics_served) = futures_util::future::join(main, metrics).await;
+        served.and(metrics_served)
     }
+}
+
+fn bind(addr: std::net::SocketAddr, var: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).with_context(|| format!("{var}: cannot listen on {addr}"))
+}
+
+/// `GET /metrics` and nothing else, on a server of its own: the public
+/// listener has no `/metrics` at all. It takes no signals: it is stopped
+/// with the main server (see [`Application::run_until_stopped`]).
+fn metrics_server(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/metrics", web::get().to(shell::probes::metrics))
+            .default_service(web::to(crate::web::not_found))
+    })
+    .listen(listener)?
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1);
+    Ok(server.run())
 }
 
 /// Connects and migrates, computes the keys and the hasher's dummy hash, starts
@@ -187,7 +240,7 @@ fn app(
         .app_data(parts.state)
         .app_data(parts.web)
         .app_data(parts.remember)
-        // Health, metrics and assets never touch a session (nor the database, for /healthz).
+        // Health and assets never touch a session (nor the database, for /healthz).
         .configure(shell::routes)
         .service(
             web::scope("")

@@ -172,7 +172,7 @@ both_backends! {
 
     async fn instances_share_the_count_and_racing_loses_none(backend: Backend) {
         let app = spawn_app_with(backend, |s| s.login_max_failures = 50).await;
-        let peer = app.start_peer().await;
+        let peer = app.start_peer().await.address;
         let client = reqwest::Client::new();
         let tries = (0..20).map(|i| {
             let url = if i % 2 == 0 { app.url("/login") } else { format!("{peer}/login") };

@@ -33,7 +33,7 @@ both_backends! {
             ))
             .expect("seed insert");
 
-        let (address, _) = start_server(test_settings(&db.url)).await;
+        let address = start_server(test_settings(&db.url)).await.address;
         let response = new_client()
             .post(format!("{address}/login"))
             .json(&serde_json::json!({"username": "alice", "password": "alice's seeded password"}))
