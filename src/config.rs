@@ -43,35 +43,72 @@ pub enum DatabaseUrl {
 }
 
 impl DatabaseUrl {
+    /// What the diesel CLI takes, so one `.env` serves both: `postgres://` or
+    /// `postgresql://`; `sqlite://PATH`, a `file:` URI or a bare file path for
+    /// SQLite. Any other scheme (a typo such as `postgress://` included) and
+    /// in-memory databases are refused.
     pub fn parse(raw: &str) -> Result<Self, ConfigError> {
         let raw = raw.trim();
         let var = "DATABASE_URL";
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
             return Ok(Self::Postgres(raw.to_owned()));
         }
-        if let Some(rest) = raw
+        let target = match raw
             .strip_prefix("sqlite://")
             .or(raw.strip_prefix("sqlite:"))
         {
-            if rest.is_empty() || rest == ":memory:" {
-                return Err(ConfigError::new(
-                    var,
-                    "a SQLite URL needs a file path (sqlite://latchkey.db); in-memory databases are not shared by the pool",
-                ));
+            Some(path) => path,
+            // SQLite opens `file:` URIs as such.
+            None if raw.starts_with("file:") => raw,
+            None => {
+                if let Some(scheme) = uri_scheme(raw) {
+                    return Err(ConfigError::new(
+                        var,
+                        format!(
+                            "unsupported scheme {scheme:?}: expected postgres://, postgresql://, \
+                             sqlite://PATH, a file: URI or a file path"
+                        ),
+                    ));
+                }
+                raw
             }
-            return Ok(Self::Sqlite(rest.to_owned()));
+        };
+        let url = Self::Sqlite(target.to_owned());
+        if url.sqlite_file().is_none() {
+            return Err(ConfigError::new(
+                var,
+                "a SQLite database needs a file (sqlite://latchkey.db or latchkey.db); \
+                 in-memory databases are not shared by the pool",
+            ));
         }
-        let scheme = raw.split_once(':').map_or(raw, |(s, _)| s);
-        Err(ConfigError::new(
-            var,
-            format!(
-                "unsupported scheme {scheme:?}: expected postgres://, postgresql:// or sqlite://"
-            ),
-        ))
+        Ok(url)
     }
 
     pub fn is_postgres(&self) -> bool {
         matches!(self, Self::Postgres(_))
+    }
+
+    /// The file a SQLite URL names: `None` for Postgres or an in-memory database.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        let Self::Sqlite(target) = self else {
+            return None;
+        };
+        let path = match target.strip_prefix("file:") {
+            Some(uri) => {
+                let uri = uri.split('#').next().unwrap_or(uri);
+                let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+                if query.split('&').any(|pair| pair == "mode=memory") {
+                    return None;
+                }
+                // `file://HOST/PATH`: the path starts at the first slash after the host.
+                match path.strip_prefix("//") {
+                    Some(rest) => &rest[rest.find('/')?..],
+                    None => path,
+                }
+            }
+            None => target.as_str(),
+        };
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
     }
 
     /// The directory beside the database file (SQLite), where a generated key is kept.
@@ -88,6 +125,16 @@ impl DatabaseUrl {
             Self::Postgres(_) => PathBuf::from("."),
         }
     }
+}
+
+/// The scheme of `text` if it starts like a URL (`mysql:`, `postgress://`, ...).
+/// One letter is a Windows drive, not a scheme; `:memory:` has none.
+fn uri_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once(':')?;
+    let mut chars = scheme.chars();
+    let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    (well_formed && scheme.len() > 1).then_some(scheme)
 }
 
 /// Postgres URLs may carry a password: never print them whole.
@@ -438,6 +485,11 @@ mod tests {
             ("DATABASE_URL", "postgress://u@h/db"),
             ("DATABASE_URL", "mysql://u@h/db"),
             ("DATABASE_URL", "sqlite://:memory:"),
+            ("DATABASE_URL", ":memory:"),
+            ("DATABASE_URL", "file::memory:"),
+            ("DATABASE_URL", "file:data.db?mode=memory"),
+            ("DATABASE_URL", "postgres:/h/db"),
+            ("DATABASE_URL", "https://h/db"),
             ("LATCHKEY_METRICS_ADDR", "everywhere"),
             ("LATCHKEY_ADDR", "not an address"),
             ("LATCHKEY_SECRET_KEY", "abcd"),
@@ -495,6 +547,39 @@ mod tests {
         assert_eq!(url.key_dir(), PathBuf::from("/var/lib/latchkey"));
         let url = DatabaseUrl::parse("sqlite://latchkey.db").unwrap();
         assert_eq!(url.key_dir(), PathBuf::from("."));
+    }
+
+    #[test]
+    fn database_urls_take_what_the_diesel_cli_takes() {
+        let parse = |url: &str| DatabaseUrl::parse(url).unwrap();
+        let file = |url: &str| parse(url).sqlite_file().unwrap();
+
+        assert!(parse("postgres://u@h/db").is_postgres());
+        assert!(parse("postgresql://u@h/db").is_postgres());
+        assert_eq!(
+            parse("sqlite://data/x.db"),
+            DatabaseUrl::Sqlite("data/x.db".into())
+        );
+        // A bare path is SQLite, as for `diesel`.
+        assert_eq!(
+            parse("latchkey.db"),
+            DatabaseUrl::Sqlite("latchkey.db".into())
+        );
+        assert_eq!(
+            file("/var/lib/latchkey/x.db"),
+            PathBuf::from("/var/lib/latchkey/x.db")
+        );
+        assert_eq!(file("./odd:name.db"), PathBuf::from("./odd:name.db"));
+        // `file:` URIs are handed to SQLite whole; their file is known.
+        assert_eq!(
+            parse("file:x.db?mode=rwc"),
+            DatabaseUrl::Sqlite("file:x.db?mode=rwc".into())
+        );
+        assert_eq!(file("file:x.db?mode=rwc"), PathBuf::from("x.db"));
+        assert_eq!(
+            file("file://localhost/srv/x.db"),
+            PathBuf::from("/srv/x.db")
+        );
     }
 
     #[test]

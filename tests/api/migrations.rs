@@ -50,7 +50,10 @@ fn a_mistyped_database_url_fails_loudly_and_creates_nothing() {
     for url in [
         "postgress://postgres@127.0.0.1/x",
         "mysql://root@localhost/x",
-        "latchkey.db",
+        "mysql:latchkey.db",
+        ":memory:",
+        "sqlite://:memory:",
+        "file::memory:",
     ] {
         let out = run_cli(&["migrate"], "", &[("DATABASE_URL", url)], dir.path());
 
@@ -64,6 +67,20 @@ fn a_mistyped_database_url_fails_loudly_and_creates_nothing() {
         0,
         "no file was created"
     );
+}
+
+#[test]
+fn a_bare_path_or_file_uri_is_a_sqlite_database_as_for_the_diesel_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in ["latchkey.db", "file:other.db?mode=rwc"] {
+        let out = run_cli(&["migrate"], "", &[("DATABASE_URL", url)], dir.path());
+
+        assert!(out.status.success(), "{url}: {}", output_text(&out));
+        let listed = run_cli(&["user", "list"], "", &[("DATABASE_URL", url)], dir.path());
+        assert!(listed.status.success(), "{url}: {}", output_text(&listed));
+    }
+    assert!(dir.path().join("latchkey.db").is_file());
+    assert!(dir.path().join("other.db").is_file());
 }
 
 #[test]
