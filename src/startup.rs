@@ -13,7 +13,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
 use crate::auth::throttle;
-use crate::config::Settings;
+use crate::config::{SecretKey, Settings};
 use crate::metrics::Metrics;
 use crate::sessions::cache::SessionCache;
 use crate::sessions::remember::{self, RememberCookie};
@@ -62,10 +62,12 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `settings.addr` (port 0: any free port) and the metrics address
-    /// if any, migrates the database and prepares the servers;
-    /// [`Application::run_until_stopped`] serves.
+    /// Checks the key, binds `settings.addr` (port 0: any free port) and the
+    /// metrics address if any, migrates the database and prepares the
+    /// servers; [`Application::run_until_stopped`] serves.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // Refused before anything is bound, created or migrated.
+        let secret = settings.secret_key()?;
         let listener = bind(settings.addr, "LATCHKEY_ADDR")?;
         let port = listener.local_addr()?.port();
         let metrics_listener = settings
@@ -73,7 +75,7 @@ impl Application {
             .map(|addr| bind(addr, "LATCHKEY_METRICS_ADDR"))
             .transpose()?;
         let http_workers = settings.http_workers;
-        let parts = assemble(settings).await?;
+        let parts = assemble(settings, secret).await?;
 
         let metrics = match metrics_listener {
             Some(listener) => Some((
@@ -151,7 +153,7 @@ fn metrics_server(listener: TcpListener, state: web::Data<AppState>) -> std::io:
 
 /// Connects and migrates, computes the keys and the hasher's dummy hash, starts
 /// the housekeeping thread: everything the workers share.
-async fn assemble(settings: Settings) -> anyhow::Result<Parts> {
+async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<Parts> {
     let metrics = Arc::new(Metrics::new()?);
     let pool = db::build_pool(
         &settings.database_url,
@@ -163,8 +165,6 @@ async fn assemble(settings: Settings) -> anyhow::Result<Parts> {
         .await
         .context("cannot migrate the database")?;
 
-    // One key for every worker: built once, outside the server closure.
-    let secret = settings.secret_key()?;
     let (cost, workers, queue) = (
         settings.bcrypt_cost,
         settings.hash_workers,
@@ -205,6 +205,7 @@ async fn assemble(settings: Settings) -> anyhow::Result<Parts> {
             metrics,
             cache,
         }),
+        // One key for every worker: built once, outside the server closure.
         key: Key::from(secret.as_bytes()),
     })
 }

@@ -123,17 +123,24 @@ pub fn until_this_process_exits(start: &str, cleanup: &str) {
         .expect("start a watchdog");
 }
 
-/// Runs the real binary with a clean environment: only `env` and what a shell needs.
-pub fn run_cli(args: &[&str], stdin: &str, env: &[(&str, &str)], cwd: &std::path::Path) -> Output {
-    use std::io::Write as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+/// The real binary with a clean environment: only `env` and what a shell needs.
+pub fn latchkey(args: &[&str], env: &[(&str, &str)], cwd: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    command
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LATCHKEY_BCRYPT_COST", TEST_BCRYPT_COST.to_string())
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
-        .current_dir(cwd)
+        .current_dir(cwd);
+    command
+}
+
+/// Runs the real binary (see [`latchkey`]) to the end, `stdin` as its input.
+pub fn run_cli(args: &[&str], stdin: &str, env: &[(&str, &str)], cwd: &std::path::Path) -> Output {
+    use std::io::Write as _;
+    let mut child = latchkey(args, env, cwd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -149,7 +156,7 @@ pub fn run_cli(args: &[&str], stdin: &str, env: &[(&str, &str)], cwd: &std::path
 }
 
 /// Settings for a test server: any free port (and one for metrics), plain-http
-/// cookies, cheap hashing.
+/// cookies, cheap hashing, a key of its own.
 pub fn test_settings(url: &DatabaseUrl) -> Settings {
     let mut settings = Settings::from_lookup(|_| None).expect("default settings");
     settings.database_url = url.clone();

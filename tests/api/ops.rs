@@ -109,6 +109,7 @@ both_backends! {
             .env_clear()
             .env("DATABASE_URL", db.url_string())
             .env("LATCHKEY_ADDR", format!("127.0.0.1:{port}"))
+            .env("LATCHKEY_SECRET_KEY", "ab".repeat(64))
             .env("LATCHKEY_BCRYPT_COST", "13")
             .env("RUST_LOG", "warn")
             .current_dir(db.dir.path())
