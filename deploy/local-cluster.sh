@@ -11,7 +11,8 @@
 #   LATCHKEY_CLUSTER_DIR  where everything lives (default: /tmp/latchkey-cluster)
 #   LATCHKEY_CLUSTER_PORT nginx's port (default: a free one)
 # After `start`, $LATCHKEY_CLUSTER_DIR/env holds DATABASE_URL, the instances'
-# addresses and nginx's URL, for `latchkey user add` and friends.
+# addresses, their metrics listeners' (never behind nginx) and nginx's URL,
+# for `latchkey user add` and friends.
 set -euo pipefail
 
 dir=${LATCHKEY_CLUSTER_DIR:-/tmp/latchkey-cluster}
@@ -76,11 +77,13 @@ start() {
     secret=$(od -An -tx1 -N64 /dev/urandom | tr -d ' \n')
     DATABASE_URL=$database_url "$bin" migrate >/dev/null
 
-    local upstreams="" addresses="" i port
+    local upstreams="" addresses="" metrics="" i port metrics_port
     for i in $(seq 1 "$instances"); do
         port=$(free_port)
+        metrics_port=$(free_port)
         DATABASE_URL=$database_url \
         LATCHKEY_ADDR=127.0.0.1:$port \
+        LATCHKEY_METRICS_ADDR=127.0.0.1:$metrics_port \
         LATCHKEY_SECRET_KEY=$secret \
         LATCHKEY_COOKIE_SECURE=false \
         LATCHKEY_TRUSTED_PROXIES=127.0.0.1 \
@@ -90,6 +93,7 @@ start() {
         echo $! >"$dir/instance-$i.pid"
         upstreams="$upstreams        server 127.0.0.1:$port;"$'\n'
         addresses="$addresses http://127.0.0.1:$port"
+        metrics="$metrics http://127.0.0.1:$metrics_port"
     done
 
     local port=${LATCHKEY_CLUSTER_PORT:-$(free_port)}
@@ -134,6 +138,7 @@ NGINX
     cat >"$dir/env" <<ENV
 DATABASE_URL=$database_url
 LATCHKEY_INSTANCES="${addresses# }"
+LATCHKEY_METRICS="${metrics# }"
 LATCHKEY_URL=http://127.0.0.1:$port
 ENV
     echo "http://127.0.0.1:$port"

@@ -140,6 +140,9 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             secure_cookies = settings.cookie_secure,
             "latchkey is listening"
         );
+        if let (Some(addr), Some(port)) = (settings.metrics_addr, app.metrics_port()) {
+            tracing::info!(addr = %addr.ip(), port, "metrics served on their own listener");
+        }
         app.run_until_stopped().await?;
         Ok(())
     })

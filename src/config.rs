@@ -45,51 +45,93 @@ pub enum DatabaseUrl {
 }
 
 impl DatabaseUrl {
+    /// What the diesel CLI takes, so one `.env` serves both: `postgres://` or
+    /// `postgresql://`; `sqlite://PATH`, a `file:` URI or a bare file path for
+    /// SQLite. Any other scheme (a typo such as `postgress://` included) and
+    /// in-memory databases are refused.
     pub fn parse(raw: &str) -> Result<Self, ConfigError> {
         let raw = raw.trim();
         let var = "DATABASE_URL";
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
             return Ok(Self::Postgres(raw.to_owned()));
         }
-        if let Some(rest) = raw
+        let target = match raw
             .strip_prefix("sqlite://")
             .or(raw.strip_prefix("sqlite:"))
         {
-            if rest.is_empty() || rest == ":memory:" {
-                return Err(ConfigError::new(
-                    var,
-                    "a SQLite URL needs a file path (sqlite://latchkey.db); in-memory databases are not shared by the pool",
-                ));
+            Some(path) => path,
+            // SQLite opens `file:` URIs as such.
+            None if raw.starts_with("file:") => raw,
+            None => {
+                if let Some(scheme) = uri_scheme(raw) {
+                    return Err(ConfigError::new(
+                        var,
+                        format!(
+                            "unsupported scheme {scheme:?}: expected postgres://, postgresql://, \
+                             sqlite://PATH, a file: URI or a file path"
+                        ),
+                    ));
+                }
+                raw
             }
-            return Ok(Self::Sqlite(rest.to_owned()));
+        };
+        let url = Self::Sqlite(target.to_owned());
+        if url.sqlite_file().is_none() {
+            return Err(ConfigError::new(
+                var,
+                "a SQLite database needs a file (sqlite://latchkey.db or latchkey.db); \
+                 in-memory databases are not shared by the pool",
+            ));
         }
-        let scheme = raw.split_once(':').map_or(raw, |(s, _)| s);
-        Err(ConfigError::new(
-            var,
-            format!(
-                "unsupported scheme {scheme:?}: expected postgres://, postgresql:// or sqlite://"
-            ),
-        ))
+        Ok(url)
     }
 
     pub fn is_postgres(&self) -> bool {
         matches!(self, Self::Postgres(_))
     }
 
-    /// The directory beside the database file (SQLite), where a generated key is kept.
-    fn key_dir(&self) -> PathBuf {
-        match self {
-            Self::Sqlite(path) => {
-                let path = path.strip_prefix("file:").unwrap_or(path);
-                let path = path.split('?').next().unwrap_or(path);
-                Path::new(path)
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    /// The file a SQLite URL names: `None` for Postgres or an in-memory database.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        let Self::Sqlite(target) = self else {
+            return None;
+        };
+        let path = match target.strip_prefix("file:") {
+            Some(uri) => {
+                let uri = uri.split('#').next().unwrap_or(uri);
+                let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+                if query.split('&').any(|pair| pair == "mode=memory") {
+                    return None;
+                }
+                // `file://HOST/PATH`: the path starts at the first slash after the host.
+                match path.strip_prefix("//") {
+                    Some(rest) => &rest[rest.find('/')?..],
+                    None => path,
+                }
             }
-            Self::Postgres(_) => PathBuf::from("."),
-        }
+            None => target.as_str(),
+        };
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
     }
+
+    /// The directory beside the database file (SQLite), where a generated key is kept.
+    fn key_dir(&self) -> Option<PathBuf> {
+        let file = self.sqlite_file()?;
+        Some(
+            file.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        )
+    }
+}
+
+/// The scheme of `text` if it starts like a URL (`mysql:`, `postgress://`, ...).
+/// One letter is a Windows drive, not a scheme; `:memory:` has none.
+fn uri_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once(':')?;
+    let mut chars = scheme.chars();
+    let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    (well_formed && scheme.len() > 1).then_some(scheme)
 }
 
 /// Postgres URLs may carry a password: never print them whole.
@@ -152,8 +194,13 @@ impl fmt::Debug for SecretKey {
 pub struct Settings {
     pub database_url: DatabaseUrl,
     pub addr: SocketAddr,
-    /// `None`: generated once and kept in `latchkey.key` (see [`Settings::secret_key`]).
+    /// The metrics listener (`LATCHKEY_METRICS_ADDR`); `None`: no metrics served.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `LATCHKEY_SECRET_KEY` or the content of `LATCHKEY_SECRET_KEY_FILE`.
+    /// `None`: see [`Settings::secret_key`].
     pub secret_key: Option<SecretKey>,
+    /// The key before a rotation: still verifies, never signs.
+    pub secret_key_previous: Option<SecretKey>,
     pub cookie_secure: bool,
     pub bcrypt_cost: u32,
     pub db_pool_size: u32,
@@ -207,10 +254,26 @@ impl Settings {
             Some(url) => DatabaseUrl::parse(&url)?,
             None => DatabaseUrl::Sqlite(DEFAULT_SQLITE_FILE.to_owned()),
         };
-        let addr = parse_addr(get("LATCHKEY_ADDR").as_deref().unwrap_or("127.0.0.1:8080"))?;
-        let secret_key = get("LATCHKEY_SECRET_KEY")
-            .map(|v| SecretKey::parse(&v).map_err(|e| ConfigError::new("LATCHKEY_SECRET_KEY", e)))
+        let addr = parse_addr(
+            "LATCHKEY_ADDR",
+            get("LATCHKEY_ADDR").as_deref().unwrap_or("127.0.0.1:8080"),
+        )?;
+        let metrics_addr = get("LATCHKEY_METRICS_ADDR")
+            .map(|text| parse_addr("LATCHKEY_METRICS_ADDR", &text))
             .transpose()?;
+        if metrics_addr.is_some_and(|metrics| metrics == addr && addr.port() != 0) {
+            return Err(ConfigError::new(
+                "LATCHKEY_METRICS_ADDR",
+                "is LATCHKEY_ADDR: metrics need a listener of their own, never the public one",
+            ));
+        }
+        let secret_key =
+            secret_key_setting(&get, "LATCHKEY_SECRET_KEY", "LATCHKEY_SECRET_KEY_FILE")?;
+        let secret_key_previous = secret_key_setting(
+            &get,
+            "LATCHKEY_SECRET_KEY_PREVIOUS",
+            "LATCHKEY_SECRET_KEY_PREVIOUS_FILE",
+        )?;
         let cookie_secure = match get("LATCHKEY_COOKIE_SECURE") {
             Some(v) => parse_bool("LATCHKEY_COOKIE_SECURE", &v)?,
             // Plain-http development on loopback only; anything reachable gets Secure.
@@ -221,7 +284,9 @@ impl Settings {
         Ok(Self {
             database_url,
             addr,
+            metrics_addr,
             secret_key,
+            secret_key_previous,
             cookie_secure,
             bcrypt_cost: parse_num(&get, "LATCHKEY_BCRYPT_COST", 12, 4..=31)?,
             db_pool_size: parse_num(&get, "LATCHKEY_DB_POOL_SIZE", 10, 1..=1000)?,
@@ -277,13 +342,76 @@ impl Settings {
         }
     }
 
-    /// The configured key, or the one kept in `latchkey.key` (created, mode 0600, on first use).
+    /// The key that signs cookies: the configured one or, only for SQLite on
+    /// a loopback address (a developer's machine), the one kept in
+    /// `latchkey.key` beside the database (created, mode 0600, on first use).
+    /// Anywhere else a missing key is refused: every instance must share one,
+    /// and a key made up by a server would differ from its peers'.
+    /// Only the server calls this: commands that sign nothing never need a key.
     pub fn secret_key(&self) -> anyhow::Result<SecretKey> {
         if let Some(key) = &self.secret_key {
             return Ok(key.clone());
         }
-        let path = self.database_url.key_dir().join(KEY_FILE);
-        load_or_create_key(&path)
+        match self.database_url.key_dir() {
+            Some(dir) if self.addr.ip().to_canonical().is_loopback() => {
+                load_or_create_key(&dir.join(KEY_FILE))
+            }
+            _ => Err(ConfigError::new(
+                "LATCHKEY_SECRET_KEY",
+                "not set; a key is generated only for SQLite on a loopback address. \
+                 Set LATCHKEY_SECRET_KEY (e.g. `openssl rand -hex 64`, the same on every instance) \
+                 or LATCHKEY_SECRET_KEY_FILE",
+            )
+            .into()),
+        }
+    }
+}
+
+/// A key given as `var` or read from the file `file_var` names (never both).
+fn secret_key_setting(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    file_var: &'static str,
+) -> Result<Option<SecretKey>, ConfigError> {
+    match (get(var), get(file_var)) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            file_var,
+            format!("set either {var} or {file_var}, not both"),
+        )),
+        (Some(text), None) => SecretKey::parse(&text)
+            .map(Some)
+            .map_err(|e| ConfigError::new(var, e)),
+        (None, Some(path)) => read_key_file(Path::new(path.trim()))
+            .map(Some)
+            .map_err(|e| ConfigError::new(file_var, e)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A key file of the operator's: refused unless only its owner may read it.
+fn read_key_file(path: &Path) -> Result<SecretKey, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mode = file_mode(&meta);
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{shown} is readable or writable by group or others (mode {mode:04o}): chmod 600 it"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    SecretKey::parse(&text).map_err(|e| format!("{shown}: {e}"))
+}
+
+/// The permission bits of a file (0 where there are none to read).
+pub fn file_mode(meta: &std::fs::Metadata) -> u32 {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        0
     }
 }
 
@@ -292,7 +420,10 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<SecretKey> {
     use std::io::Write as _;
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            return SecretKey::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+            let key =
+                SecretKey::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            warn_if_loose(path);
+            return Ok(key);
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
@@ -311,8 +442,21 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<SecretKey> {
     Ok(key)
 }
 
-fn parse_addr(text: &str) -> Result<SocketAddr, ConfigError> {
-    let var = "LATCHKEY_ADDR";
+/// Warns when a file latchkey keeps private (key, SQLite files) is open to group or others.
+pub fn warn_if_loose(path: &Path) {
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = file_mode(&meta);
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:04o}"),
+                "readable or writable by group or others: chmod 600 it"
+            );
+        }
+    }
+}
+
+fn parse_addr(var: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
     if let Ok(addr) = text.parse() {
         return Ok(addr);
     }
@@ -450,6 +594,14 @@ mod tests {
             ("DATABASE_URL", "postgress://u@h/db"),
             ("DATABASE_URL", "mysql://u@h/db"),
             ("DATABASE_URL", "sqlite://:memory:"),
+            ("DATABASE_URL", ":memory:"),
+            ("DATABASE_URL", "file::memory:"),
+            ("DATABASE_URL", "file:data.db?mode=memory"),
+            ("DATABASE_URL", "postgres:/h/db"),
+            ("DATABASE_URL", "https://h/db"),
+            ("LATCHKEY_METRICS_ADDR", "everywhere"),
+            ("LATCHKEY_SECRET_KEY_FILE", "/nonexistent/latchkey.key"),
+            ("LATCHKEY_SECRET_KEY_PREVIOUS", "abcd"),
             ("LATCHKEY_ADDR", "not an address"),
             ("LATCHKEY_SECRET_KEY", "abcd"),
             ("LATCHKEY_SECRET_KEY", "not base64 at all!"),
@@ -505,10 +657,141 @@ mod tests {
 
     #[test]
     fn sqlite_urls_keep_the_key_beside_the_file() {
-        let url = DatabaseUrl::parse("sqlite:///var/lib/latchkey/data.db").unwrap();
-        assert_eq!(url.key_dir(), PathBuf::from("/var/lib/latchkey"));
-        let url = DatabaseUrl::parse("sqlite://latchkey.db").unwrap();
-        assert_eq!(url.key_dir(), PathBuf::from("."));
+        let dir = |url: &str| DatabaseUrl::parse(url).unwrap().key_dir().unwrap();
+        assert_eq!(
+            dir("sqlite:///var/lib/latchkey/data.db"),
+            PathBuf::from("/var/lib/latchkey")
+        );
+        assert_eq!(dir("sqlite://latchkey.db"), PathBuf::from("."));
+        assert_eq!(dir("/srv/data.db"), PathBuf::from("/srv"));
+        assert_eq!(
+            dir("file:///srv/data.db?cache=shared"),
+            PathBuf::from("/srv")
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgres://h/db").unwrap().key_dir(),
+            None
+        );
+    }
+
+    #[test]
+    fn database_urls_take_what_the_diesel_cli_takes() {
+        let parse = |url: &str| DatabaseUrl::parse(url).unwrap();
+        let file = |url: &str| parse(url).sqlite_file().unwrap();
+
+        assert!(parse("postgres://u@h/db").is_postgres());
+        assert!(parse("postgresql://u@h/db").is_postgres());
+        assert_eq!(
+            parse("sqlite://data/x.db"),
+            DatabaseUrl::Sqlite("data/x.db".into())
+        );
+        // A bare path is SQLite, as for `diesel`.
+        assert_eq!(
+            parse("latchkey.db"),
+            DatabaseUrl::Sqlite("latchkey.db".into())
+        );
+        assert_eq!(
+            file("/var/lib/latchkey/x.db"),
+            PathBuf::from("/var/lib/latchkey/x.db")
+        );
+        assert_eq!(file("./odd:name.db"), PathBuf::from("./odd:name.db"));
+        // `file:` URIs are handed to SQLite whole; their file is known.
+        assert_eq!(
+            parse("file:x.db?mode=rwc"),
+            DatabaseUrl::Sqlite("file:x.db?mode=rwc".into())
+        );
+        assert_eq!(file("file:x.db?mode=rwc"), PathBuf::from("x.db"));
+        assert_eq!(
+            file("file://localhost/srv/x.db"),
+            PathBuf::from("/srv/x.db")
+        );
+    }
+
+    #[test]
+    fn a_key_is_generated_only_for_sqlite_on_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("data.db").display().to_string();
+        let refused = |vars: &[(&str, &str)]| {
+            let err = settings(vars).unwrap().secret_key().unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.starts_with("LATCHKEY_SECRET_KEY: "), "{text}");
+            assert!(!text.contains('\n'), "one line: {text}");
+        };
+
+        refused(&[("DATABASE_URL", "postgres://u@127.0.0.1/db")]);
+        refused(&[("DATABASE_URL", &db), ("LATCHKEY_ADDR", "0.0.0.0:8080")]);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no key made"
+        );
+        assert!(settings(&[("DATABASE_URL", &db)])
+            .unwrap()
+            .secret_key()
+            .is_ok());
+        let given = hex::encode([7u8; 64]);
+        let postgres = settings(&[
+            ("DATABASE_URL", "postgres://u@127.0.0.1/db"),
+            ("LATCHKEY_SECRET_KEY", &given),
+        ]);
+        assert_eq!(
+            postgres.unwrap().secret_key().unwrap().as_bytes(),
+            &[7u8; 64]
+        );
+    }
+
+    /// A file holding `key`, with the given mode.
+    fn key_file(dir: &Path, name: &str, key: &[u8], mode: u32) -> String {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = dir.join(name);
+        std::fs::write(&path, hex::encode(key)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
+    fn a_key_file_must_be_private_and_not_set_beside_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = key_file(dir.path(), "private.key", &[1; 64], 0o600);
+        let shared = key_file(dir.path(), "shared.key", &[1; 64], 0o644);
+        let for_group = key_file(dir.path(), "group.key", &[1; 64], 0o640);
+
+        let s = settings(&[("LATCHKEY_SECRET_KEY_FILE", &private)]).unwrap();
+        assert_eq!(s.secret_key.unwrap().as_bytes(), &[1; 64]);
+        for loose in [&shared, &for_group] {
+            let err = settings(&[("LATCHKEY_SECRET_KEY_FILE", loose)]).unwrap_err();
+            assert_eq!(err.var, "LATCHKEY_SECRET_KEY_FILE");
+            assert!(err.reason.contains("by group or others"), "{err}");
+        }
+        let both = settings(&[
+            ("LATCHKEY_SECRET_KEY", &hex::encode([1u8; 64])),
+            ("LATCHKEY_SECRET_KEY_FILE", &private),
+        ]);
+        assert!(both.unwrap_err().reason.contains("not both"));
+    }
+
+    #[test]
+    fn the_previous_key_is_read_like_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let previous = key_file(dir.path(), "previous.key", &[2; 64], 0o400);
+
+        let s = settings(&[("LATCHKEY_SECRET_KEY_PREVIOUS_FILE", &previous)]).unwrap();
+        assert_eq!(s.secret_key_previous.unwrap().as_bytes(), &[2; 64]);
+        let s = settings(&[("LATCHKEY_SECRET_KEY_PREVIOUS", &hex::encode([3u8; 64]))]).unwrap();
+        assert_eq!(s.secret_key_previous.unwrap().as_bytes(), &[3; 64]);
+        assert!(settings(&[]).unwrap().secret_key_previous.is_none());
+    }
+
+    #[test]
+    fn metrics_have_a_listener_of_their_own_or_none() {
+        assert_eq!(settings(&[]).unwrap().metrics_addr, None);
+        let s = settings(&[("LATCHKEY_METRICS_ADDR", "127.0.0.1:9100")]).unwrap();
+        assert_eq!(s.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
+        let same = settings(&[
+            ("LATCHKEY_ADDR", "127.0.0.1:9100"),
+            ("LATCHKEY_METRICS_ADDR", "127.0.0.1:9100"),
+        ]);
+        assert_eq!(same.unwrap_err().var, "LATCHKEY_METRICS_ADDR");
     }
 
     #[test]

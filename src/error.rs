@@ -15,7 +15,7 @@
 //!
 //! Status policy:
 //! - A client's mistake gets its own status and a message meant for that client
-//!   (`400`, `401`, `403`, `404`, `405`, `409`, `413`, `415`, `429`).
+//!   (`400`, `401`, `403`, `404`, `405`, `408`, `409`, `413`, `415`, `429`).
 //! - Diesel `NotFound` is `404`; a unique violation is `409`.
 //! - The database being away (pool checkout timeout, closed connection) is `503`
 //!   with `Retry-After`, as is a full hashing queue: try again shortly.
@@ -51,6 +51,9 @@ pub enum AppError {
     Conflict(String),
     #[error("Request body is too large.")]
     PayloadTooLarge,
+    /// The body did not arrive in time (see `web::body::BODY_DEADLINE`).
+    #[error("The request took too long to arrive.")]
+    RequestTimeout,
     #[error("{0}")]
     UnsupportedMediaType(&'static str),
     #[error("Too many attempts. Try again later.")]
@@ -126,6 +129,7 @@ impl ResponseError for AppError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,

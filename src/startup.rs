@@ -13,7 +13,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
 use crate::audit::Sampler;
-use crate::config::Settings;
+use crate::config::{SecretKey, Settings};
 use crate::db::DbError;
 use crate::metrics::Metrics;
 use crate::sessions::cache::SessionCache;
@@ -62,18 +62,33 @@ struct Parts {
 pub struct Application {
     port: u16,
     server: Server,
+    /// The metrics listener's port and server, when `LATCHKEY_METRICS_ADDR` is set.
+    metrics: Option<(u16, Server)>,
 }
 
 impl Application {
-    /// Migrates the database, binds `settings.addr` (port 0: any free port) and
-    /// prepares the server; [`Application::run_until_stopped`] serves.
+    /// Checks the key, binds `settings.addr` (port 0: any free port) and the
+    /// metrics address if any, migrates the database and prepares the
+    /// servers; [`Application::run_until_stopped`] serves.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.addr)
-            .with_context(|| format!("cannot listen on {}", settings.addr))?;
+        // Refused before anything is bound, created or migrated.
+        let secret = settings.secret_key()?;
+        let listener = bind(settings.addr, "LATCHKEY_ADDR")?;
         let port = listener.local_addr()?.port();
+        let metrics_listener = settings
+            .metrics_addr
+            .map(|addr| bind(addr, "LATCHKEY_METRICS_ADDR"))
+            .transpose()?;
         let http_workers = settings.http_workers;
-        let parts = assemble(settings).await?;
+        let parts = assemble(settings, secret).await?;
 
+        let metrics = match metrics_listener {
+            Some(listener) => Some((
+                listener.local_addr()?.port(),
+                metrics_server(listener, parts.state.clone())?,
+            )),
+            None => None,
+        };
         let mut server = HttpServer::new(move || app(parts.clone()))
             .listen(listener)?
             .shutdown_timeout(10);
@@ -83,6 +98,7 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
+            metrics,
         })
     }
 
@@ -90,20 +106,59 @@ impl Application {
         self.port
     }
 
-    /// Stops the server (gracefully with `true`) from elsewhere.
+    /// The metrics listener's port (`None`: metrics are not served).
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
+    }
+
+    /// Stops the server (gracefully with `true`) from elsewhere; the metrics
+    /// listener goes with it.
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until SIGINT/SIGTERM, then drains in-flight requests.
+    /// Serves until SIGINT/SIGTERM (or the handle's stop), then drains
+    /// in-flight requests and stops the metrics listener.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let Some((_, metrics)) = self.metrics else {
+            return self.server.await;
+        };
+        let metrics_handle = metrics.handle();
+        let main = async move {
+            let served = self.server.await;
+            metrics_handle.stop(true).await;
+            served
+        };
+        // Both futures must be polled: each runs its server's stop commands.
+        let (served, metrics_served) = futures_util::future::join(main, metrics).await;
+        served.and(metrics_served)
     }
+}
+
+fn bind(addr: std::net::SocketAddr, var: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).with_context(|| format!("{var}: cannot listen on {addr}"))
+}
+
+/// `GET /metrics` and nothing else, on a server of its own: the public
+/// listener has no `/metrics` at all. It takes no signals: it is stopped
+/// with the main server (see [`Application::run_until_stopped`]).
+fn metrics_server(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/metrics", web::get().to(shell::probes::metrics))
+            .default_service(web::to(crate::web::not_found))
+    })
+    .listen(listener)?
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1);
+    Ok(server.run())
 }
 
 /// Connects and migrates, computes the keys and the hasher's dummy hash, starts
 /// the housekeeping thread: everything the workers share.
-async fn assemble(settings: Settings) -> anyhow::Result<Parts> {
+async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<Parts> {
     // First: a bad filter file stops start-up before the database is touched.
     let breached = breached::load(&settings)?.map(Arc::new);
     let metrics = Arc::new(Metrics::new()?);
@@ -122,8 +177,6 @@ async fn assemble(settings: Settings) -> anyhow::Result<Parts> {
     .await
     .context("cannot fold the names of seeded users")?;
 
-    // One key for every worker: built once, outside the server closure.
-    let secret = settings.secret_key()?;
     let (cost, workers, queue) = (
         settings.bcrypt_cost,
         settings.hash_workers,
@@ -163,6 +216,7 @@ async fn assemble(settings: Settings) -> anyhow::Result<Parts> {
             throttled: Arc::new(Sampler::new(THROTTLED_SAMPLE_EVERY, THROTTLED_SAMPLE_KEYS)),
             breached,
         }),
+        // One key for every worker: built once, outside the server closure.
         key: Key::from(secret.as_bytes()),
     })
 }
@@ -198,7 +252,7 @@ fn app(
         .app_data(parts.state)
         .app_data(parts.web)
         .app_data(parts.remember)
-        // Health, metrics and assets never touch a session (nor the database, for /healthz).
+        // Health and assets never touch a session (nor the database, for /healthz).
         .configure(shell::routes)
         .service(
             web::scope("")

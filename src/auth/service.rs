@@ -117,8 +117,7 @@ async fn reserve(
     let name = username.to_owned();
     let client = asker
         .client
-        .ip
-        .clone()
+        .throttle_key()
         .unwrap_or_else(|| "unknown".to_owned());
     let device = asker.device.clone();
     let reserved = state

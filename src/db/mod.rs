@@ -2,6 +2,8 @@
 
 pub mod schema;
 
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection as _;
@@ -9,7 +11,7 @@ use diesel::r2d2::R2D2Connection as _;
 use diesel::{Connection as _, ConnectionError, PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness as _};
 
-use crate::config::DatabaseUrl;
+use crate::config::{warn_if_loose, DatabaseUrl};
 
 /// A connection to either backend; every query in the crate is written once against it.
 #[derive(diesel::MultiConnection)]
@@ -94,12 +96,54 @@ pub fn run_here<T, E>(
 where
     E: From<DbError>,
 {
-    let mut conn = pool.get().map_err(DbError::from)?;
+    run_once(pool, job).0
+}
+
+/// Like [`run`], for a job that may run again (reads, and writes that are
+/// idempotent): when it fails on a connection that turns out broken (the
+/// database restarted, the connections were killed), it runs again on another
+/// one, as many times as the pool may hold connections, so a request does not
+/// pay for the pool's stale connections.
+pub async fn run_idempotent<T, E>(
+    pool: &Pool,
+    job: impl Fn(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<DbError> + Send + 'static,
+{
+    let pool = pool.clone();
+    actix_web::web::block(move || {
+        let mut tries = pool.max_size();
+        loop {
+            match run_once(&pool, &job) {
+                (Err(_), true) if tries > 0 => tries -= 1,
+                (result, _) => return result,
+            }
+        }
+    })
+    .await
+    .map_err(|_| E::from(DbError::Blocking))?
+}
+
+/// The job's result, and whether its connection was found broken.
+fn run_once<T, E>(
+    pool: &Pool,
+    job: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+) -> (Result<T, E>, bool)
+where
+    E: From<DbError>,
+{
+    let mut conn = match pool.get() {
+        Ok(conn) => conn,
+        Err(err) => return (Err(DbError::from(err).into()), false),
+    };
     let result = job(&mut conn);
     if result.is_err() {
         conn.check();
     }
-    result
+    let broken = conn.broken;
+    (result, broken)
 }
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -113,20 +157,84 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqli
 pub struct ConnectionManager {
     url: DatabaseUrl,
     busy_timeout: Duration,
+    /// Whether the first SQLite connection (which sees to the files) was made.
+    opened: Mutex<bool>,
 }
 
 impl ConnectionManager {
     pub fn new(url: DatabaseUrl, busy_timeout: Duration) -> Self {
-        Self { url, busy_timeout }
+        Self {
+            url,
+            busy_timeout,
+            opened: Mutex::new(false),
+        }
     }
 }
 
 /// How long a SQLite statement waits for a lock held by another connection.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Opens one connection (SQLite: WAL, foreign keys, and `busy_timeout`).
+/// Opens one connection (SQLite: WAL, foreign keys, and `busy_timeout`; the
+/// files made private, see [`open_first`]).
 pub fn connect(url: &DatabaseUrl) -> Result<AnyConnection, ConnectionError> {
-    connect_with(url, DEFAULT_BUSY_TIMEOUT)
+    open_first(url, DEFAULT_BUSY_TIMEOUT)
+}
+
+/// A process's first connection to a database. On SQLite, the files latchkey
+/// creates are private (0600) whatever the umask: the database file is made
+/// before SQLite opens it, and the `-wal` and `-shm` files that this first
+/// connection creates are tightened after it. Existing looser files are the
+/// operator's: they are left as they are, with a warning.
+fn open_first(url: &DatabaseUrl, busy_timeout: Duration) -> Result<AnyConnection, ConnectionError> {
+    let Some(file) = url.sqlite_file() else {
+        return connect_with(url, busy_timeout);
+    };
+    let sidecars = ["-wal", "-shm"].map(|suffix| {
+        let mut path = file.clone().into_os_string();
+        path.push(suffix);
+        PathBuf::from(path)
+    });
+    let existed = sidecars.each_ref().map(|path| path.exists());
+    create_private(&file)
+        .map_err(|e| ConnectionError::BadConnection(format!("{}: {e}", file.display())))?;
+    let conn = connect_with(url, busy_timeout)?;
+    for (path, existed) in sidecars.iter().zip(existed) {
+        if existed || !path.exists() {
+            warn_if_loose(path);
+        } else if let Err(e) = make_private(path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot make the file private");
+        }
+    }
+    Ok(conn)
+}
+
+/// Creates `file` with mode 0600 unless it exists (then warns if it is looser).
+fn create_private(file: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            warn_if_loose(file);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn make_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
 }
 
 fn connect_with(
@@ -155,12 +263,30 @@ fn connect_with(
     }
 }
 
+impl ConnectionManager {
+    fn open(&self) -> Result<AnyConnection, ConnectionError> {
+        if self.url.is_postgres() {
+            return connect_with(&self.url, self.busy_timeout);
+        }
+        // The pool opens connections from several threads: the first one
+        // sees to the SQLite files while the others wait for it.
+        let mut opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
+        if *opened {
+            drop(opened);
+            return connect_with(&self.url, self.busy_timeout);
+        }
+        let conn = open_first(&self.url, self.busy_timeout)?;
+        *opened = true;
+        Ok(conn)
+    }
+}
+
 impl r2d2::ManageConnection for ConnectionManager {
     type Connection = Tracked;
     type Error = ConnectionError;
 
     fn connect(&self) -> Result<Tracked, ConnectionError> {
-        let conn = connect_with(&self.url, self.busy_timeout)?;
+        let conn = self.open()?;
         Ok(Tracked {
             conn,
             broken: false,

@@ -213,10 +213,12 @@ impl SessionStore for DbSessionStore {
         }
         let generation = self.cache.generation();
         let lookup = key_hash.clone();
-        let Some((row, user)) = self
-            .with_conn(move |conn| load_and_slide(conn, &lookup))
-            .await
-            .map_err(|e| LoadError::Other(e.into()))?
+        // A read (and an idempotent slide): retried once on a fresh connection
+        // if the pool's turns out broken.
+        let Some((row, user)) =
+            db::run_idempotent(&self.pool, move |conn| load_and_slide(conn, &lookup))
+                .await
+                .map_err(|e| LoadError::Other(e.into()))?
         else {
             return Ok(None);
         };

@@ -27,7 +27,7 @@ use crate::error::{status_text, AppError, ErrorInfo};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::users::UserId;
-use crate::web::body::{unsupported_media_type, BodyKind, MAX_BODY_BYTES};
+use crate::web::body::{unsupported_media_type, BodyKind, HeadersArrived, MAX_BODY_BYTES};
 use crate::web::pages::{self, ErrorPage, STYLE_HREF};
 use crate::web::Wants;
 
@@ -40,8 +40,10 @@ pub async fn edge(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let exchange = Exchange::begin(&req);
     req.extensions_mut().insert(exchange.wants);
+    req.extensions_mut()
+        .insert(HeadersArrived(exchange.started));
 
-    if let Err(err) = check_unsafe_request(&req) {
+    if let Err(err) = check_unsafe_request(&req, exchange.secure) {
         let (req, _) = req.into_parts();
         let response = exchange.finish(err.error_response());
         exchange.log(response.status(), None, req.match_pattern().as_deref());
@@ -149,7 +151,8 @@ fn request_id(headers: &HeaderMap) -> String {
 }
 
 /// Rules for every request that may change something (anything but GET/HEAD/OPTIONS).
-fn check_unsafe_request(req: &ServiceRequest) -> Result<(), AppError> {
+/// `secure`: cookies are `Secure`, so this site is served over https.
+fn check_unsafe_request(req: &ServiceRequest, secure: bool) -> Result<(), AppError> {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
@@ -160,7 +163,8 @@ fn check_unsafe_request(req: &ServiceRequest) -> Result<(), AppError> {
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = text(header::HOST).or_else(|| req.uri().authority().map(|a| a.as_str()));
-        if !same_origin(origin, host) {
+        let scheme = if secure { "https" } else { "http" };
+        if !same_origin(origin, scheme, host) {
             return Err(AppError::Forbidden(CROSS_SITE));
         }
     }
@@ -178,14 +182,20 @@ fn check_unsafe_request(req: &ServiceRequest) -> Result<(), AppError> {
 
 const CROSS_SITE: &str = "Requests from other sites are not accepted.";
 
-/// Whether `Origin` names this host (the authority part; `null` never does).
-fn same_origin(origin: &HeaderValue, host: Option<&str>) -> bool {
+/// Whether `Origin` is this site: this host, and the scheme it is served
+/// over (`null` never is). The scheme is taken from the settings, not from a
+/// header: with `Secure` cookies the site is https (behind a TLS proxy, say),
+/// else plain http, so an `https://` page of another server on this host
+/// name (or an `http://` one, for an https site) is another origin.
+fn same_origin(origin: &HeaderValue, scheme: &str, host: Option<&str>) -> bool {
     let (Ok(origin), Some(host)) = (origin.to_str(), host) else {
         return false;
     };
     origin
         .split_once("://")
-        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+        .is_some_and(|(their_scheme, authority)| {
+            their_scheme.eq_ignore_ascii_case(scheme) && authority.eq_ignore_ascii_case(host)
+        })
 }
 
 fn render_error(
@@ -291,10 +301,26 @@ mod tests {
     fn only_this_host_is_the_same_origin() {
         let host = Some("127.0.0.1:8080");
         let origin = |o: &'static str| HeaderValue::from_static(o);
-        assert!(same_origin(&origin("http://127.0.0.1:8080"), host));
-        assert!(!same_origin(&origin("http://127.0.0.1:8081"), host));
-        assert!(!same_origin(&origin("https://evil.example"), host));
-        assert!(!same_origin(&origin("null"), host));
-        assert!(!same_origin(&origin("http://127.0.0.1:8080"), None));
+        assert!(same_origin(&origin("http://127.0.0.1:8080"), "http", host));
+        assert!(!same_origin(&origin("http://127.0.0.1:8081"), "http", host));
+        assert!(!same_origin(&origin("https://evil.example"), "http", host));
+        assert!(!same_origin(&origin("null"), "http", host));
+        assert!(!same_origin(&origin("http://127.0.0.1:8080"), "http", None));
+    }
+
+    #[test]
+    fn the_scheme_is_part_of_the_origin() {
+        let same = |origin: &'static str, scheme| {
+            same_origin(
+                &HeaderValue::from_static(origin),
+                scheme,
+                Some("login.example.com"),
+            )
+        };
+        assert!(!same("https://login.example.com", "http"));
+        assert!(!same("http://login.example.com", "https"));
+        assert!(same("https://login.example.com", "https"));
+        assert!(same("HTTPS://Login.Example.com", "https"));
+        assert!(!same("login.example.com", "https"));
     }
 }

@@ -1,5 +1,6 @@
 //! The app shell, beside `startup`: the edge middleware every request passes,
-//! the operational routes, and the background housekeeping.
+//! the operational routes, and the background housekeeping. `/metrics` is
+//! not among the public routes: `startup` serves it on its own listener.
 
 pub mod edge;
 pub mod housekeeping;
@@ -13,7 +14,6 @@ use crate::web::pages;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(probes::healthz))
         .route("/readyz", web::get().to(probes::readyz))
-        .route("/metrics", web::get().to(probes::metrics))
         .service(
             web::resource("/static/{name}")
                 .route(web::get().to(pages::asset))

@@ -31,7 +31,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError
     Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: Prometheus text format, on the metrics listener only (its
+/// login outcomes would tell an outsider which usernames exist).
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let hashing = state.hasher.stats();
     let pool = state.pool.state();

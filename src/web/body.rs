@@ -1,8 +1,11 @@
-//! Request bodies: JSON or a urlencoded form, at most 16 KiB, else a clear error.
+//! Request bodies: JSON or a urlencoded form, at most 16 KiB, whole within
+//! 10 s of the headers, else a clear error.
+
+use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
@@ -12,6 +15,16 @@ use crate::error::AppError;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// How long after its headers a body may take to arrive whole. A client that
+/// trickles its body (slowloris) holds a connection and a worker's attention
+/// for at most this long, then gets `408`.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// When a request's headers had arrived: recorded by the edge middleware, the
+/// first to see the request, so the body's deadline counts from there.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadersArrived(pub Instant);
 
 /// How a body was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +106,19 @@ fn check_csrf(req: &HttpRequest, form: &[u8]) -> Result<(), AppError> {
     }
 }
 
+/// The whole body, refused once it passes [`MAX_BODY_BYTES`].
+async fn read(mut payload: Payload) -> Result<Vec<u8>, AppError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| AppError::BadRequest(format!("Unreadable body: {e}.")))?;
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(AppError::PayloadTooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
 /// A deserialised body and how it came. A body without `Content-Type` is refused
 /// (`415`), but no body at all counts as an empty JSON object. A form is
 /// refused (`403`) unless it carries a valid CSRF token.
@@ -110,18 +136,17 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
         // A declared length over the limit was refused by the edge already;
         // this counts what actually arrives (chunked bodies declare none).
         let kind = BodyKind::of(req.headers());
-        let mut payload = payload.take();
+        let arrived = req
+            .extensions()
+            .get::<HeadersArrived>()
+            .map_or_else(Instant::now, |at| at.0);
+        let payload = payload.take();
         let req = req.clone();
         Box::pin(async move {
-            let mut bytes = Vec::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|e| AppError::BadRequest(format!("Unreadable body: {e}.")))?;
-                if bytes.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(AppError::PayloadTooLarge);
-                }
-                bytes.extend_from_slice(&chunk);
-            }
+            let left = (arrived + BODY_DEADLINE).saturating_duration_since(Instant::now());
+            let bytes = actix_web::rt::time::timeout(left, read(payload))
+                .await
+                .map_err(|_| AppError::RequestTimeout)??;
             let kind = kind?;
             if kind == Some(BodyKind::Form) {
                 check_csrf(&req, &bytes)?;

@@ -4,6 +4,10 @@
 //! `Secure`); forms carry `HMAC-SHA256(secret, value)`. Another site can neither
 //! read the cookie nor compute the token, and an anonymous visitor costs no
 //! database row. Every form post is checked by the `Body` extractor.
+//!
+//! After a key rotation, a token made with `LATCHKEY_SECRET_KEY_PREVIOUS` (a
+//! form rendered before it) still verifies; new tokens are always made with
+//! the current key.
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::HttpRequest;
@@ -22,6 +26,8 @@ const VALUE_BYTES: usize = 32;
 #[derive(Clone)]
 pub struct Csrf {
     key: Vec<u8>,
+    /// Verifies only, never signs.
+    previous_key: Option<Vec<u8>>,
     cookie_name: String,
     secure: bool,
 }
@@ -36,6 +42,10 @@ impl Csrf {
     pub fn new(secret: &SecretKey, settings: &Settings) -> Self {
         Self {
             key: secret.as_bytes().to_vec(),
+            previous_key: settings
+                .secret_key_previous
+                .as_ref()
+                .map(|key| key.as_bytes().to_vec()),
             cookie_name: settings.cookie_name("latchkey_csrf"),
             secure: settings.cookie_secure,
         }
@@ -46,10 +56,7 @@ impl Csrf {
     }
 
     fn mac(&self, value: &str) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(b"latchkey csrf v1:");
-        mac.update(value.as_bytes());
-        mac
+        mac_with(&self.key, value)
     }
 
     /// The request's cookie value, if it is one we could have issued.
@@ -89,11 +96,15 @@ impl Csrf {
         }
     }
 
-    /// Whether `token` is the one for the cookie value `value` (constant-time).
+    /// Whether `token` is the one for the cookie value `value`, under the
+    /// current key or the previous one (constant-time).
     pub fn token_matches(&self, value: &str, token: &str) -> bool {
-        URL_SAFE_NO_PAD
-            .decode(token.trim())
-            .is_ok_and(|tag| self.mac(value).verify_slice(&tag).is_ok())
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(token.trim()) else {
+            return false;
+        };
+        std::iter::once(&self.key)
+            .chain(&self.previous_key)
+            .any(|key| mac_with(key, value).verify_slice(&tag).is_ok())
     }
 
     /// A fresh cookie value and its token.
@@ -102,6 +113,13 @@ impl Csrf {
         let token = self.token_for(&value);
         (value, token)
     }
+}
+
+fn mac_with(key: &[u8], value: &str) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(b"latchkey csrf v1:");
+    mac.update(value.as_bytes());
+    mac
 }
 
 #[cfg(test)]
@@ -121,5 +139,26 @@ mod tests {
         assert!(!other.token_matches(&value, &token));
         assert!(!csrf.token_matches(&value, ""));
         assert!(!csrf.token_matches(&value, &token[1..]));
+    }
+
+    #[test]
+    fn after_a_rotation_a_token_of_the_previous_key_still_verifies() {
+        let old_key = SecretKey::generate();
+        let mut settings = Settings::from_lookup(|_| None).unwrap();
+        let before = Csrf::new(&old_key, &settings);
+        let (value, old_token) = before.issue();
+        settings.secret_key_previous = Some(old_key);
+
+        let after = Csrf::new(&SecretKey::generate(), &settings);
+
+        assert!(after.token_matches(&value, &old_token));
+        let new_token = after.token_for(&value);
+        assert_ne!(new_token, old_token, "new tokens use the new key");
+        assert!(!before.token_matches(&value, &new_token));
+        let unrelated = Csrf::new(
+            &SecretKey::generate(),
+            &Settings::from_lookup(|_| None).unwrap(),
+        );
+        assert!(!unrelated.token_matches(&value, &old_token));
     }
 }

@@ -125,9 +125,54 @@ both_backends! {
         assert_eq!(spoofed.status(), StatusCode::TOO_MANY_REQUESTS);
     }
 
+    async fn junk_in_forwarded_for_never_lets_a_client_pick_its_address(backend: Backend) {
+        // The audit's case: behind a trusted proxy (which appends what it saw),
+        // a client writes its own entries first, with junk to stop a naive parser.
+        let app = spawn_app_with(backend, |s| s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+        let real = "203.0.113.50";
+        let mut statuses = Vec::new();
+        for i in 0..7 {
+            let lines: Vec<String> = match i % 3 {
+                0 => vec![format!("10.66.0.{i}, junk{i}, {real}")],
+                1 => vec![format!("10.66.0.{i}, , {real}")],
+                _ => vec![format!("10.66.0.{i}, junk{i}"), real.to_owned()],
+            };
+            let mut request = reqwest::Client::new()
+                .post(app.url("/login"))
+                .json(&json!({"username": TEST_USER, "password": "wrong"}));
+            for line in &lines {
+                request = request.header("x-forwarded-for", line.as_str());
+            }
+            statuses.push(request.send().await.unwrap().status().as_u16());
+        }
+
+        assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+        let counted: Vec<String> = login_failures::table
+            .select(login_failures::client_ip)
+            .load(&mut app.db.connect())
+            .unwrap();
+        assert_eq!(counted, vec![real.to_owned(); 5]);
+    }
+
+    async fn an_ipv6_client_is_throttled_as_its_slash_64(backend: Backend) {
+        let app = spawn_app_with(backend, |s| s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+        let mut statuses = Vec::new();
+        for i in 1..=6 {
+            let client = format!("2001:db8:1:2::{i:x}");
+            statuses.push(login_from(&app, TEST_USER, "wrong", Some(&client)).await.status().as_u16());
+        }
+        let next_line = login_from(&app, TEST_USER, TEST_PASSWORD, Some("2001:db8:1:3::1")).await;
+
+        assert_eq!(statuses, [401, 401, 401, 401, 401, 429]);
+        assert_eq!(next_line.status(), StatusCode::OK, "another /64 is another client");
+        // The audit trail keeps the whole address.
+        let audit = String::from_utf8_lossy(&app.cli(&["audit", "--limit", "20"], "").stdout).into_owned();
+        assert!(audit.contains("2001:db8:1:2::5") && audit.contains("2001:db8:1:3::1"), "{audit}");
+    }
+
     async fn instances_share_the_count_and_racing_loses_none(backend: Backend) {
         let app = spawn_app_with(backend, |s| s.login_max_failures = 50).await;
-        let peer = app.start_peer().await;
+        let peer = app.start_peer().await.address;
         let client = reqwest::Client::new();
         let tries = (0..20).map(|i| {
             let url = if i % 2 == 0 { app.url("/login") } else { format!("{peer}/login") };
@@ -191,6 +236,44 @@ both_backends! {
     async fn hostile_requests_never_get_a_5xx(backend: Backend) {
         hostile::run(backend).await;
     }
+}
+
+/// Transport-level, so once, not per backend: a body that trickles in is cut
+/// off at the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_still_arriving_ten_seconds_after_the_headers_gets_408() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = spawn_app(Backend::Sqlite).await;
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "POST /login HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: 55\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(b"{\"use").await.unwrap();
+    let started = Instant::now();
+
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(12), stream.read_to_end(&mut answer)).await;
+
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(read.is_ok(), "no answer within 12 s: {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(answer.contains("{\"message\":"), "{answer}");
+    assert!(
+        !answer
+            .to_ascii_lowercase()
+            .contains("set-cookie: latchkey_session"),
+        "{answer}"
+    );
+    assert_eq!(app.session_rows(), 0, "nobody was logged in");
+    assert_eq!(failures(&app), 0, "no password was checked");
 }
 
 async fn postgres_outage() {

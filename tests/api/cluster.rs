@@ -52,7 +52,16 @@ impl LocalCluster {
     }
 
     fn instances(&self) -> Vec<String> {
-        self.env["LATCHKEY_INSTANCES"]
+        self.list("LATCHKEY_INSTANCES")
+    }
+
+    /// The instances' metrics listeners, in the same order.
+    fn metrics(&self) -> Vec<String> {
+        self.list("LATCHKEY_METRICS")
+    }
+
+    fn list(&self, name: &str) -> Vec<String> {
+        self.env[name]
             .split_whitespace()
             .map(str::to_owned)
             .collect()
@@ -81,8 +90,8 @@ impl Drop for LocalCluster {
 /// Requests to `/protected` each instance has answered, from its own metrics.
 async fn protected_hits(cluster: &LocalCluster) -> Vec<f64> {
     let mut hits = Vec::new();
-    for instance in cluster.instances() {
-        let page = reqwest::get(format!("{instance}/metrics"))
+    for metrics in cluster.metrics() {
+        let page = reqwest::get(format!("{metrics}/metrics"))
             .await
             .unwrap()
             .text()
@@ -110,6 +119,13 @@ async fn the_seed_flow_works_across_instances_behind_nginx() {
     assert!(added.status.success(), "{}", output_text(&added));
     let client = new_client();
     assert_eq!(cluster.instances().len(), 3);
+    assert_eq!(cluster.metrics().len(), 3);
+    let public = client.get(cluster.url("/metrics")).send().await.unwrap();
+    assert_eq!(
+        public.status(),
+        StatusCode::NOT_FOUND,
+        "no metrics behind nginx"
+    );
 
     // The seed flow, every request through nginx.
     let login = client

@@ -126,17 +126,24 @@ pub fn until_this_process_exits(start: &str, cleanup: &str) {
         .expect("start a watchdog");
 }
 
-/// Runs the real binary with a clean environment: only `env` and what a shell needs.
-pub fn run_cli(args: &[&str], stdin: &str, env: &[(&str, &str)], cwd: &std::path::Path) -> Output {
-    use std::io::Write as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+/// The real binary with a clean environment: only `env` and what a shell needs.
+pub fn latchkey(args: &[&str], env: &[(&str, &str)], cwd: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    command
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LATCHKEY_BCRYPT_COST", TEST_BCRYPT_COST.to_string())
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
-        .current_dir(cwd)
+        .current_dir(cwd);
+    command
+}
+
+/// Runs the real binary (see [`latchkey`]) to the end, `stdin` as its input.
+pub fn run_cli(args: &[&str], stdin: &str, env: &[(&str, &str)], cwd: &std::path::Path) -> Output {
+    use std::io::Write as _;
+    let mut child = latchkey(args, env, cwd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -151,11 +158,13 @@ pub fn run_cli(args: &[&str], stdin: &str, env: &[(&str, &str)], cwd: &std::path
     child.wait_with_output().expect("latchkey output")
 }
 
-/// Settings for a test server: any free port, plain-http cookies, cheap hashing.
+/// Settings for a test server: any free port (and one for metrics), plain-http
+/// cookies, cheap hashing, a key of its own.
 pub fn test_settings(url: &DatabaseUrl) -> Settings {
     let mut settings = Settings::from_lookup(|_| None).expect("default settings");
     settings.database_url = url.clone();
     settings.addr = "127.0.0.1:0".parse().expect("address");
+    settings.metrics_addr = Some("127.0.0.1:0".parse().expect("address"));
     settings.secret_key = Some(SecretKey::generate());
     settings.cookie_secure = false;
     settings.bcrypt_cost = TEST_BCRYPT_COST;
@@ -166,6 +175,8 @@ pub fn test_settings(url: &DatabaseUrl) -> Settings {
 
 pub struct TestApp {
     pub address: String,
+    /// The metrics listener's base URL (`None` when the test turned it off).
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub settings: Settings,
     pub server: ServerHandle,
@@ -186,13 +197,14 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
 pub async fn spawn_app_on(db: TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = test_settings(&db.url);
     adjust(&mut settings);
-    let (address, server) = start_server(settings.clone()).await;
+    let running = start_server(settings.clone()).await;
     let test_user_id = add_user(&db, TEST_USER, TEST_PASSWORD, TEST_BCRYPT_COST);
     TestApp {
-        address,
+        address: running.address,
+        metrics_address: running.metrics_address,
         client: new_client(),
         settings,
-        server,
+        server: running.handle,
         test_user_id,
         db,
     }
@@ -208,13 +220,43 @@ impl Drop for TestApp {
     }
 }
 
-/// Builds and starts a server; returns its base URL and a handle to stop it.
-pub async fn start_server(settings: Settings) -> (String, ServerHandle) {
+/// A server started by [`start_server`].
+pub struct Running {
+    pub address: String,
+    /// The metrics listener's base URL, when the settings asked for one.
+    pub metrics_address: Option<String>,
+    pub handle: ServerHandle,
+}
+
+impl Running {
+    /// What its metrics listener answers now.
+    pub async fn metrics(&self) -> String {
+        scrape(self.metrics_address.as_deref()).await
+    }
+}
+
+/// Builds and starts a server (and its metrics listener, if any).
+pub async fn start_server(settings: Settings) -> Running {
     let app = Application::build(settings).await.expect("build the app");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
+    let running = Running {
+        address: format!("http://127.0.0.1:{}", app.port()),
+        metrics_address: app
+            .metrics_port()
+            .map(|port| format!("http://127.0.0.1:{port}")),
+        handle: app.handle(),
+    };
     tokio::spawn(app.run_until_stopped());
-    (address, handle)
+    running
+}
+
+/// `GET /metrics` of a metrics listener, as text.
+async fn scrape(metrics_address: Option<&str>) -> String {
+    let address = metrics_address.expect("a metrics listener");
+    let response = reqwest::get(format!("{address}/metrics"))
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.expect("metrics text")
 }
 
 pub fn new_client() -> reqwest::Client {
@@ -243,8 +285,13 @@ impl TestApp {
     }
 
     /// Another instance of the server over the same database, with the same key.
-    pub async fn start_peer(&self) -> String {
-        start_server(self.settings.clone()).await.0
+    pub async fn start_peer(&self) -> Running {
+        start_server(self.settings.clone()).await
+    }
+
+    /// What this instance's metrics listener answers now.
+    pub async fn metrics(&self) -> String {
+        scrape(self.metrics_address.as_deref()).await
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {

@@ -31,6 +31,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod helpers;
+mod keys;
 mod logs;
 mod migrations;
 mod names;

@@ -37,7 +37,7 @@ both_backends! {
             ))
             .expect("seed insert");
 
-        let (address, _) = start_server(test_settings(&db.url)).await;
+        let address = start_server(test_settings(&db.url)).await.address;
         let response = new_client()
             .post(format!("{address}/login"))
             .json(&serde_json::json!({"username": "alice", "password": "alice's seeded password"}))
@@ -52,7 +52,7 @@ both_backends! {
         assert!(db.cli(&["migrate"], "").status.success());
         seed(&db, "Alice", SEEDED_PASSWORD);
 
-        let (address, server) = start_server(test_settings(&db.url)).await;
+        let Running { address, handle: server, .. } = start_server(test_settings(&db.url)).await;
 
         // Folded at start-up, before anyone logs in.
         assert_eq!(folded_names(&db), vec![Some("alice".to_owned())]);
@@ -108,7 +108,7 @@ both_backends! {
         let miss = app.login("nobody_here", "not a password").await;
         let impostor = app.login("TEST_USER", SEEDED_PASSWORD).await;
         let original = app.login("TEST_USER", TEST_PASSWORD).await;
-        let (_, restarted) = start_server(app.settings.clone()).await;
+        let restarted = start_server(app.settings.clone()).await.handle;
         let listed = app.cli(&["user", "list"], "");
 
         assert_eq!(miss.status(), StatusCode::UNAUTHORIZED);
@@ -153,7 +153,10 @@ fn a_mistyped_database_url_fails_loudly_and_creates_nothing() {
     for url in [
         "postgress://postgres@127.0.0.1/x",
         "mysql://root@localhost/x",
-        "latchkey.db",
+        "mysql:latchkey.db",
+        ":memory:",
+        "sqlite://:memory:",
+        "file::memory:",
     ] {
         let out = run_cli(&["migrate"], "", &[("DATABASE_URL", url)], dir.path());
 
@@ -167,6 +170,20 @@ fn a_mistyped_database_url_fails_loudly_and_creates_nothing() {
         0,
         "no file was created"
     );
+}
+
+#[test]
+fn a_bare_path_or_file_uri_is_a_sqlite_database_as_for_the_diesel_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in ["latchkey.db", "file:other.db?mode=rwc"] {
+        let out = run_cli(&["migrate"], "", &[("DATABASE_URL", url)], dir.path());
+
+        assert!(out.status.success(), "{url}: {}", output_text(&out));
+        let listed = run_cli(&["user", "list"], "", &[("DATABASE_URL", url)], dir.path());
+        assert!(listed.status.success(), "{url}: {}", output_text(&listed));
+    }
+    assert!(dir.path().join("latchkey.db").is_file());
+    assert!(dir.path().join("other.db").is_file());
 }
 
 #[test]

@@ -18,14 +18,16 @@ fn sample(page: &str, series: &str) -> f64 {
 both_backends! {
     async fn metrics_count_requests_logins_and_state(backend: Backend) {
         let app = spawn_app(backend).await;
-        let before = app.get("/metrics").await.text().await.unwrap();
+        let before = app.metrics().await;
 
         app.login(TEST_USER, "not it").await;
         app.login("nobody", "not it").await;
         app.login_test_user().await;
         app.get("/protected").await;
         app.logout().await;
-        let response = app.get("/metrics").await;
+        let response = reqwest::get(format!("{}/metrics", app.metrics_address.as_deref().unwrap()))
+            .await
+            .unwrap();
 
         assert_eq!(response.status(), StatusCode::OK);
         assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
@@ -56,9 +58,32 @@ both_backends! {
         }
         // A scanner's random paths do not create series of their own.
         app.get("/wp-admin/setup.php").await;
-        let scanned = app.get("/metrics").await.text().await.unwrap();
+        let scanned = app.metrics().await;
         assert!(!scanned.contains("wp-admin"));
         assert!(scanned.contains("route=\"unmatched\""));
+    }
+
+    async fn metrics_are_served_only_on_their_own_listener(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let without = spawn_app_with(backend, |s| s.metrics_addr = None).await;
+        app.login(TEST_USER, "not it").await;
+
+        let public = app.get("/metrics").await;
+        let public_page = app.get_page("/metrics").await;
+        let private = app.metrics().await;
+        let elsewhere = reqwest::get(format!("{}/login", app.metrics_address.as_deref().unwrap()))
+            .await
+            .unwrap();
+
+        // Its outcome labels would tell an outsider which usernames exist.
+        assert_json(public, StatusCode::NOT_FOUND, serde_json::json!({"message": "Not found."})).await;
+        assert_eq!(public_page.status(), StatusCode::NOT_FOUND);
+        assert!(!public_page.text().await.unwrap().contains("latchkey_"));
+        assert!(private.contains("latchkey_logins_total{outcome=\"bad_password\"} 1"), "{private}");
+        assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND, "the metrics listener serves nothing else");
+        // Unset: no metrics anywhere.
+        assert_eq!(without.metrics_address, None);
+        assert_eq!(without.get("/metrics").await.status(), StatusCode::NOT_FOUND);
     }
 
     async fn readiness_needs_every_migration(backend: Backend) {
@@ -84,6 +109,7 @@ both_backends! {
             .env_clear()
             .env("DATABASE_URL", db.url_string())
             .env("LATCHKEY_ADDR", format!("127.0.0.1:{port}"))
+            .env("LATCHKEY_SECRET_KEY", "ab".repeat(64))
             .env("LATCHKEY_BCRYPT_COST", "13")
             .env("RUST_LOG", "warn")
             .current_dir(db.dir.path())

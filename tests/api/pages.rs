@@ -167,6 +167,32 @@ both_backends! {
         assert_eq!(same_origin.status(), StatusCode::OK);
     }
 
+    async fn an_origin_of_another_scheme_is_another_site(backend: Backend) {
+        let body = json!({"username": TEST_USER, "password": TEST_PASSWORD});
+        let login_from = |app: &TestApp, scheme: &str| {
+            let host = app.address.trim_start_matches("http://");
+            reqwest::Client::new()
+                .post(app.url("/login"))
+                .header("origin", format!("{scheme}://{host}"))
+                .json(&body)
+                .send()
+        };
+        let plain = spawn_app(backend).await;
+        // Secure cookies: the site is served over https (behind a TLS proxy).
+        let secure = spawn_app_with(backend, |s| s.cookie_secure = true).await;
+
+        let https_on_plain = login_from(&plain, "https").await.unwrap();
+        let http_on_secure = login_from(&secure, "http").await.unwrap();
+        let http_on_plain = login_from(&plain, "http").await.unwrap();
+        let https_on_secure = login_from(&secure, "https").await.unwrap();
+
+        for refused in [https_on_plain, http_on_secure] {
+            assert_json(refused, StatusCode::FORBIDDEN, json!({"message": "Requests from other sites are not accepted."})).await;
+        }
+        assert_eq!(http_on_plain.status(), StatusCode::OK);
+        assert_eq!(https_on_secure.status(), StatusCode::OK);
+    }
+
     async fn a_browser_that_must_log_in_is_sent_to_the_login_page(backend: Backend) {
         let app = spawn_app(backend).await;
 

@@ -105,7 +105,7 @@ both_backends! {
 
     async fn logout_on_one_instance_ends_the_session_on_another(backend: Backend) {
         let app = spawn_app(backend).await;
-        let peer = app.start_peer().await;
+        let peer = app.start_peer().await.address;
         let cookie = session_cookie(app.login_test_user().await.headers()).unwrap();
         let on_peer = |path: &'static str| {
             reqwest::Client::new().get(format!("{peer}{path}")).header("cookie", cookie.clone()).send()
@@ -128,14 +128,14 @@ both_backends! {
         let app = spawn_app(backend).await;
         let peer = app.start_peer().await;
         let cookie = session_cookie(app.login_test_user().await.headers()).unwrap();
-        let on_peer = format!("{peer}/protected");
+        let on_peer = format!("{}/protected", peer.address);
         // Both instances have the session cached now.
         for _ in 0..3 {
             assert_eq!(app.get_with_cookie("/protected", &cookie).await.status(), StatusCode::OK);
             eventually_status(&on_peer, &cookie, StatusCode::OK, Duration::from_secs(1)).await;
         }
 
-        let metrics = reqwest::get(format!("{peer}/metrics")).await.unwrap().text().await.unwrap();
+        let metrics = peer.metrics().await;
         let hits = metrics
             .lines()
             .find_map(|l| l.strip_prefix("latchkey_session_cache_lookups_total{result=\"hit\"} "))
@@ -159,7 +159,7 @@ both_backends! {
         let app = spawn_app_with(backend, |s| s.session_cache = false).await;
         let peer = app.start_peer().await;
         let cookie = session_cookie(app.login_test_user().await.headers()).unwrap();
-        let on_peer = || reqwest::Client::new().get(format!("{peer}/protected")).header("cookie", cookie.clone()).send();
+        let on_peer = || reqwest::Client::new().get(format!("{}/protected", peer.address)).header("cookie", cookie.clone()).send();
         for _ in 0..3 {
             assert_eq!(on_peer().await.unwrap().status(), StatusCode::OK);
         }
@@ -167,7 +167,7 @@ both_backends! {
         app.logout().await;
 
         assert_eq!(on_peer().await.unwrap().status(), StatusCode::UNAUTHORIZED);
-        let metrics = reqwest::get(format!("{peer}/metrics")).await.unwrap().text().await.unwrap();
+        let metrics = peer.metrics().await;
         assert!(metrics.contains("latchkey_session_cache_lookups_total{result=\"hit\"} 0"), "{metrics}");
     }
 
@@ -176,7 +176,7 @@ both_backends! {
         let cookie = session_cookie(app.login_test_user().await.headers()).unwrap();
 
         app.server.stop(true).await;
-        let restarted = app.start_peer().await;
+        let restarted = app.start_peer().await.address;
 
         let response = reqwest::Client::new()
             .get(format!("{restarted}/protected"))

@@ -55,7 +55,7 @@ async fn change_password(app: &TestApp, current: &str, new: &str) -> reqwest::Re
 both_backends! {
     async fn racing_wrong_passwords_never_pass_the_limit(backend: Backend) {
         let app = spawn_app(backend).await;
-        let peer = app.start_peer().await;
+        let peer = app.start_peer().await.address;
         let client = reqwest::Client::new();
         let tries = (0..20).map(|i| {
             let url = if i % 2 == 0 { app.url("/login") } else { format!("{peer}/login") };
