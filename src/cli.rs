@@ -17,6 +17,7 @@ use crate::config::{Settings, BREACHED_PASSWORDS_VAR};
 use crate::db::{self, AnyConnection};
 use crate::sessions::queries as session_queries;
 use crate::startup::Application;
+use crate::tokens;
 use crate::users::{breached, hasher, queries, NewPassword, NewUser, User, Username};
 
 /// What the audit trail says of every change made from the command line.
@@ -53,9 +54,31 @@ enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Personal access tokens (for scripts and API clients).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// The offline breached-password list.
     #[command(subcommand)]
     Breached(BreachedCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token for a user and print it (shown this once).
+    Create {
+        /// The user.
+        name: String,
+        /// What the token is for.
+        #[arg(long = "name", value_name = "LABEL")]
+        label: String,
+        /// How long it lasts (`90d`, `12h`, ...; whole days, at least one).
+        #[arg(long, default_value = "90d")]
+        expires: String,
+    },
+    /// List a user's tokens (never their secrets).
+    List { name: String },
+    /// Revoke one of a user's tokens (in force on every running server when this exits).
+    Revoke { name: String, id: i32 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +146,7 @@ pub fn run() -> anyhow::Result<()> {
             println!("{}", hasher::hash(&password, settings.bcrypt_cost)?);
             Ok(())
         }
+        Command::Token(command) => token(&Settings::from_env()?, command),
         Command::Breached(BreachedCommand::Import { file, output }) => {
             let settings = Settings::from_env()?;
             import_breached(&file, output.or(settings.breached_passwords))
@@ -146,6 +170,67 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         app.run_until_stopped().await?;
         Ok(())
     })
+}
+
+fn token(settings: &Settings, command: TokenCommand) -> anyhow::Result<()> {
+    let conn = &mut open(settings)?;
+    match command {
+        TokenCommand::Create {
+            name,
+            label,
+            expires,
+        } => {
+            let user = find(conn, &name)?;
+            let label = tokens::valid_name(&label).map_err(anyhow::Error::msg)?;
+            let lifetime = crate::config::parse_duration_text(&expires)
+                .map_err(|e| anyhow::anyhow!("--expires: {e}"))?;
+            let days = u32::try_from(lifetime.as_secs() / 86_400)
+                .ok()
+                .filter(|d| (1..=tokens::MAX_DAYS).contains(d))
+                .with_context(|| format!("--expires: from 1 to {} days", tokens::MAX_DAYS))?;
+            let entry = Entry::new(Event::TokenCreated).detail(BY_ADMIN);
+            let (row, secret) = ops::create_token(conn, user.id, label, days, entry)?
+                .with_context(|| {
+                    format!("{name:?} holds {} tokens already", tokens::MAX_PER_USER)
+                })?;
+            eprintln!(
+                "created token {} ({:?}) for {name:?}, expires {} UTC",
+                row.id,
+                row.name,
+                row.expires_at.format("%Y-%m-%d %H:%M")
+            );
+            println!("{}", secret.expose());
+        }
+        TokenCommand::List { name } => {
+            let user = find(conn, &name)?;
+            let time = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M").to_string();
+            println!(
+                "{:>6}  {:<30} {:<17} {:<17} EXPIRES",
+                "ID", "NAME", "CREATED", "LAST USED"
+            );
+            let rows = tokens::queries::list(conn, user.id)?;
+            for row in &rows {
+                println!(
+                    "{:>6}  {:<30} {:<17} {:<17} {}",
+                    row.id,
+                    row.name,
+                    time(row.created_at),
+                    row.last_used_at.map_or_else(|| "never".to_owned(), time),
+                    time(row.expires_at),
+                );
+            }
+            println!("{} token(s)", rows.len());
+        }
+        TokenCommand::Revoke { name, id } => {
+            let user = find(conn, &name)?;
+            let entry = Entry::new(Event::TokenRevoked).detail(BY_ADMIN);
+            if !ops::revoke_token(conn, user.id, id, entry)? {
+                bail!("{name:?} has no token {id}");
+            }
+            println!("revoked token {id} of {name:?}");
+        }
+    }
+    Ok(())
 }
 
 /// One connection, migrated (and seeded users' names folded), for the admin commands.

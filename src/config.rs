@@ -233,6 +233,64 @@ pub struct Settings {
     /// The breached-password filter file (`latchkey breached import`), opened
     /// where passwords are set or checked: see `users::breached::load`.
     pub breached_passwords: Option<PathBuf>,
+    /// `LATCHKEY_PUBLIC_URL`: the origin people use (WebAuthn, printed links,
+    /// forward auth's redirects). Unset: `http://localhost:PORT` on a loopback
+    /// address (see [`Settings::public_url`]), required elsewhere.
+    pub public_url: Option<url::Url>,
+    /// Hosts an absolute `next` may lead to after login (`LATCHKEY_ALLOWED_HOSTS`).
+    pub allowed_hosts: Vec<AllowedHost>,
+    /// `LATCHKEY_COOKIE_DOMAIN`: the session cookie is then seen by that
+    /// domain's hosts (and named `__Secure-` instead of `__Host-`).
+    pub cookie_domain: Option<String>,
+    /// How recent a login or confirmation must be for sensitive changes.
+    pub reauth_window: Duration,
+}
+
+/// One entry of `LATCHKEY_ALLOWED_HOSTS`: `app.example.com`, `*.example.com`,
+/// either with an explicit `:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHost {
+    /// Lowercase; for a wildcard, the suffix after `*.`.
+    host: String,
+    wildcard: bool,
+    port: Option<u16>,
+}
+
+impl AllowedHost {
+    fn parse(text: &str) -> Option<Self> {
+        let text = text.trim().to_ascii_lowercase();
+        let (host, port) = match text.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), Some(port.parse::<u16>().ok()?)),
+            None => (text, None),
+        };
+        let (host, wildcard) = match host.strip_prefix("*.") {
+            Some(suffix) => (suffix.to_owned(), true),
+            None => (host, false),
+        };
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        (host.split('.').all(label_ok)).then_some(Self {
+            host,
+            wildcard,
+            port,
+        })
+    }
+
+    /// Whether `host` (lowercase, as a URL parser gives it) and `port` (the
+    /// explicit one, if any) are allowed: a wildcard covers subdomains only,
+    /// and an entry without a port only the scheme's default port.
+    pub fn allows(&self, host: &str, port: Option<u16>) -> bool {
+        let host_ok = if self.wildcard {
+            host.strip_suffix(&self.host)
+                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.'))
+        } else {
+            host == self.host
+        };
+        host_ok && port == self.port
+    }
 }
 
 impl Settings {
@@ -328,7 +386,44 @@ impl Settings {
                 .map(|_| parse_num(&get, "LATCHKEY_HTTP_WORKERS", 1, 1..=1024))
                 .transpose()?,
             breached_passwords: get(BREACHED_PASSWORDS_VAR).map(PathBuf::from),
+            public_url: get("LATCHKEY_PUBLIC_URL")
+                .map(|v| parse_public_url(&v))
+                .transpose()?,
+            allowed_hosts: parse_allowed_hosts(
+                get("LATCHKEY_ALLOWED_HOSTS").as_deref().unwrap_or(""),
+            )?,
+            cookie_domain: get("LATCHKEY_COOKIE_DOMAIN")
+                .map(|v| parse_cookie_domain(&v))
+                .transpose()?,
+            reauth_window: parse_duration(&get, "LATCHKEY_REAUTH_WINDOW", "10m")?,
         })
+    }
+
+    /// The origin people use: `LATCHKEY_PUBLIC_URL`, or `http://localhost:PORT`
+    /// when listening on a loopback address (`port`: the one actually bound).
+    pub fn public_url(&self, port: u16) -> Result<url::Url, ConfigError> {
+        if let Some(url) = &self.public_url {
+            return Ok(url.clone());
+        }
+        if !self.addr.ip().is_loopback() {
+            return Err(ConfigError::new(
+                "LATCHKEY_PUBLIC_URL",
+                "required when listening on a non-loopback address (e.g. https://login.example.com)",
+            ));
+        }
+        url::Url::parse(&format!("http://localhost:{port}"))
+            .map_err(|e| ConfigError::new("LATCHKEY_PUBLIC_URL", e.to_string()))
+    }
+
+    /// The session cookie's name: `__Host-` when Secure and host-only;
+    /// `__Secure-` when Secure and shared with `LATCHKEY_COOKIE_DOMAIN`'s hosts
+    /// (a `Domain` attribute rules `__Host-` out).
+    pub fn session_cookie_name(&self) -> String {
+        const SESSION: &str = "latchkey_session";
+        match (&self.cookie_domain, self.cookie_secure) {
+            (Some(_), true) => format!("__Secure-{SESSION}"),
+            _ => self.cookie_name(SESSION),
+        }
     }
 
     /// The name of one of latchkey's cookies (`latchkey_session`, `latchkey_csrf`,
@@ -484,6 +579,53 @@ fn parse_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         .collect()
 }
 
+fn parse_public_url(text: &str) -> Result<url::Url, ConfigError> {
+    let var = "LATCHKEY_PUBLIC_URL";
+    let url = url::Url::parse(text.trim())
+        .map_err(|e| ConfigError::new(var, format!("{text:?} is not a URL: {e}")))?;
+    let origin_only = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none();
+    if !origin_only {
+        return Err(ConfigError::new(
+            var,
+            format!("{text:?} must be an origin: http(s)://host[:port], nothing more"),
+        ));
+    }
+    Ok(url)
+}
+
+/// A comma-separated list of hosts (`app.example.com`, `*.example.com`, `:port`).
+fn parse_allowed_hosts(text: &str) -> Result<Vec<AllowedHost>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            AllowedHost::parse(item).ok_or_else(|| {
+                ConfigError::new(
+                    "LATCHKEY_ALLOWED_HOSTS",
+                    format!("{item:?} is not a host name (app.example.com or *.example.com)"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn parse_cookie_domain(text: &str) -> Result<String, ConfigError> {
+    let domain = text.trim().trim_start_matches('.').to_ascii_lowercase();
+    match AllowedHost::parse(&domain) {
+        Some(host) if !host.wildcard && host.port.is_none() && domain.contains('.') => Ok(domain),
+        _ => Err(ConfigError::new(
+            "LATCHKEY_COOKIE_DOMAIN",
+            format!("{text:?} is not a domain name (example.com)"),
+        )),
+    }
+}
+
 fn parse_bool(var: &'static str, text: &str) -> Result<bool, ConfigError> {
     match text.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -618,12 +760,80 @@ mod tests {
             ("LATCHKEY_LOGIN_MAX_FAILURES_PER_ACCOUNT", "0"),
             ("LATCHKEY_AUDIT_RETENTION", "forever"),
             ("LATCHKEY_MAX_SESSIONS_PER_USER", "0"),
+            ("LATCHKEY_PUBLIC_URL", "login.example.com"),
+            ("LATCHKEY_PUBLIC_URL", "https://login.example.com/path"),
+            ("LATCHKEY_PUBLIC_URL", "https://user@login.example.com"),
+            ("LATCHKEY_ALLOWED_HOSTS", "app.example.com, https://x"),
+            ("LATCHKEY_ALLOWED_HOSTS", "evil.com:notaport"),
+            ("LATCHKEY_COOKIE_DOMAIN", "*.example.com"),
+            ("LATCHKEY_COOKIE_DOMAIN", "com"),
+            ("LATCHKEY_REAUTH_WINDOW", "later"),
         ];
         for (var, value) in cases {
             let err = settings(&[(var, value)]).expect_err(value);
             assert_eq!(err.var, var, "{value}");
             assert!(err.to_string().starts_with(&format!("{var}: ")));
         }
+    }
+
+    #[test]
+    fn allowed_hosts_match_exactly_or_by_subdomain_and_port() {
+        let s = settings(&[(
+            "LATCHKEY_ALLOWED_HOSTS",
+            "App.Example.com, *.apps.example.com, :8443x",
+        )]);
+        assert!(s.is_err(), "a bad entry is refused");
+        let s = settings(&[(
+            "LATCHKEY_ALLOWED_HOSTS",
+            "App.Example.com, *.apps.example.com, dev.test:8443",
+        )])
+        .unwrap();
+        let allowed = |host: &str, port| s.allowed_hosts.iter().any(|h| h.allows(host, port));
+        assert!(allowed("app.example.com", None));
+        assert!(allowed("a.apps.example.com", None));
+        assert!(allowed("a.b.apps.example.com", None));
+        assert!(allowed("dev.test", Some(8443)));
+        assert!(
+            !allowed("apps.example.com", None),
+            "a wildcard covers subdomains only"
+        );
+        assert!(!allowed("xapps.example.com", None));
+        assert!(!allowed("app.example.com.evil.com", None));
+        assert!(!allowed("app.example.com", Some(8080)));
+        assert!(!allowed("dev.test", None));
+    }
+
+    #[test]
+    fn the_public_url_is_required_off_loopback() {
+        let local = settings(&[]).unwrap();
+        assert_eq!(
+            local.public_url(8080).unwrap().as_str(),
+            "http://localhost:8080/"
+        );
+        let public = settings(&[("LATCHKEY_ADDR", "0.0.0.0:8080")]).unwrap();
+        assert_eq!(
+            public.public_url(8080).unwrap_err().var,
+            "LATCHKEY_PUBLIC_URL"
+        );
+        let set = settings(&[("LATCHKEY_PUBLIC_URL", "https://login.example.com")]).unwrap();
+        assert_eq!(
+            set.public_url(1).unwrap().as_str(),
+            "https://login.example.com/"
+        );
+    }
+
+    #[test]
+    fn a_cookie_domain_makes_the_session_cookie_secure_prefixed() {
+        let s = settings(&[
+            ("LATCHKEY_COOKIE_SECURE", "true"),
+            ("LATCHKEY_COOKIE_DOMAIN", ".Example.com"),
+        ])
+        .unwrap();
+        assert_eq!(s.cookie_domain.as_deref(), Some("example.com"));
+        assert_eq!(s.session_cookie_name(), "__Secure-latchkey_session");
+        assert_eq!(s.cookie_name("latchkey_csrf"), "__Host-latchkey_csrf");
+        let host_only = settings(&[("LATCHKEY_COOKIE_SECURE", "true")]).unwrap();
+        assert_eq!(host_only.session_cookie_name(), "__Host-latchkey_session");
     }
 
     #[test]

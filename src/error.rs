@@ -43,6 +43,10 @@ pub enum AppError {
     Unauthorized(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A sensitive change without a recent login or confirmation: JSON gets
+    /// `403` with `"reauth": true`, browsers are sent to `/account/confirm`.
+    #[error("Please confirm your identity.")]
+    ReauthRequired,
     #[error("Not found.")]
     NotFound,
     #[error("Method not allowed.")]
@@ -124,7 +128,7 @@ impl ResponseError for AppError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::LoginRequired | Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::ReauthRequired => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -158,13 +162,21 @@ impl ResponseError for AppError {
             }
             _ => {}
         }
+        let mut body = serde_json::json!({ "message": self.message() });
+        if matches!(self, Self::ReauthRequired) {
+            body["reauth"] = serde_json::json!(true);
+        }
         let mut response = response
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(serde_json::json!({ "message": self.message() }));
+            .json(body);
         // For the edge middleware, which renders the HTML page for browsers.
         response.extensions_mut().insert(ErrorInfo {
             message: self.message(),
-            login_required: matches!(self, Self::LoginRequired),
+            send_to: match self {
+                Self::LoginRequired => Some("/login"),
+                Self::ReauthRequired => Some("/account/confirm"),
+                _ => None,
+            },
         });
         response
     }
@@ -174,7 +186,9 @@ impl ResponseError for AppError {
 #[derive(Debug, Clone)]
 pub struct ErrorInfo {
     pub message: String,
-    pub login_required: bool,
+    /// Where a browser is sent instead of an error page (`?next=` the page it
+    /// asked for): the login page, or the page that confirms identity.
+    pub send_to: Option<&'static str>,
 }
 
 impl From<DieselError> for AppError {

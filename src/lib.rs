@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod forward;
 pub mod metrics;
 pub mod sessions;
 pub mod shell;

@@ -25,7 +25,7 @@ use crate::shell::{self, edge::edge};
 use crate::state::AppState;
 use crate::users::{self, breached, PasswordHasher};
 use crate::web::WebContext;
-use crate::{account, auth, db};
+use crate::{account, auth, db, forward};
 
 /// Sessions (and users) kept in the in-process cache.
 const CACHE_CAPACITY: usize = 10_000;
@@ -33,8 +33,6 @@ const CACHE_CAPACITY: usize = 10_000;
 /// for at most this many of them at once.
 const THROTTLED_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 const THROTTLED_SAMPLE_KEYS: usize = 1000;
-/// The session cookie's name, before the `__Host-` rule.
-const SESSION_COOKIE: &str = "latchkey_session";
 
 /// The ceiling of bench/run: as much of the stack as a request can go through
 /// without touching the database (compiled only with the `bench` feature).
@@ -70,11 +68,12 @@ impl Application {
     /// Checks the key, binds `settings.addr` (port 0: any free port) and the
     /// metrics address if any, migrates the database and prepares the
     /// servers; [`Application::run_until_stopped`] serves.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
         // Refused before anything is bound, created or migrated.
         let secret = settings.secret_key()?;
         let listener = bind(settings.addr, "LATCHKEY_ADDR")?;
         let port = listener.local_addr()?.port();
+        settings.public_url = Some(settings.public_url(port)?);
         let metrics_listener = settings
             .metrics_addr
             .map(|addr| bind(addr, "LATCHKEY_METRICS_ADDR"))
@@ -203,7 +202,7 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<Parts
     Ok(Parts {
         web: WebContext::new(settings.clone(), &secret),
         remember: web::Data::new(RememberCookie {
-            name: settings.cookie_name(SESSION_COOKIE),
+            name: settings.session_cookie_name(),
             lifetime: settings.remember_me_lifetime,
         }),
         store: DbSessionStore::new(pool.clone(), policy, cache.clone()),
@@ -244,7 +243,7 @@ fn app(
         .cookie_http_only(true)
         .cookie_same_site(SameSite::Lax)
         .cookie_path("/".to_owned())
-        .cookie_domain(None)
+        .cookie_domain(settings.cookie_domain.clone())
         .cookie_content_security(CookieContentSecurity::Signed)
         .session_lifecycle(BrowserSession::default().state_ttl(session_ttl))
         .build();
@@ -259,6 +258,7 @@ fn app(
                 .configure(bench_ceiling)
                 .configure(auth::routes::routes)
                 .configure(account::routes)
+                .configure(forward::routes)
                 .default_service(web::to(crate::web::not_found))
                 // The last wrap runs first: sessions must be loaded before identity.
                 .wrap(IdentityMiddleware::default())

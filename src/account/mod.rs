@@ -1,7 +1,9 @@
 //! The account: operations on it (shared by the pages and the command line),
 //! and the signed-in user's pages and JSON routes.
 
+pub mod confirm;
 pub mod ops;
 pub mod routes;
+pub mod tokens;
 
 pub use routes::routes;

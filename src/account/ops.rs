@@ -13,8 +13,10 @@
 use diesel::prelude::*;
 
 use crate::audit::{self, Entry};
+use crate::db;
 use crate::db::{AnyConnection, DbError};
 use crate::sessions::{events, fence, queries as sessions};
+use crate::tokens::{queries as tokens, Secret, TokenRow};
 use crate::users::{queries as users, NewUser, User, UserId};
 
 pub use crate::sessions::queries::UserSessions as Sessions;
@@ -102,5 +104,54 @@ pub fn end_sessions(
             audit::record(conn, &entry.user(user_id).note(ended(count)))?;
         }
         Ok(count)
+    })
+}
+
+/// Issues an access token lasting `days`; `None` when the user holds the
+/// most they may ([`crate::tokens::MAX_PER_USER`]). The secret is returned
+/// once, to be shown once: only its hash is stored.
+pub fn create_token(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    name: &str,
+    days: u32,
+    entry: Entry,
+) -> QueryResult<Option<(TokenRow, Secret)>> {
+    let secret = Secret::generate();
+    let hash = secret.hash();
+    let now = db::now();
+    let new = tokens::NewToken {
+        user_id,
+        name,
+        token_hash: &hash,
+        created_at: now,
+        expires_at: now + chrono::Duration::days(i64::from(days)),
+    };
+    conn.transaction(|conn| {
+        let Some(row) = tokens::create(conn, &new)? else {
+            return Ok(None);
+        };
+        let detail = format!("token {} ({name})", row.id);
+        audit::record(conn, &entry.user(user_id).detail(detail))?;
+        Ok(Some((row, secret)))
+    })
+}
+
+/// Revokes one of the user's access tokens; `false` when there is no such token.
+pub fn revoke_token(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    token_id: i32,
+    entry: Entry,
+) -> Result<bool, DbError> {
+    in_force(conn, |conn| {
+        let revoked = tokens::revoke(conn, user_id, token_id)? > 0;
+        if revoked {
+            audit::record(
+                conn,
+                &entry.user(user_id).detail(format!("token {token_id}")),
+            )?;
+        }
+        Ok(revoked)
     })
 }

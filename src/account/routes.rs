@@ -9,10 +9,12 @@ use askama::Template;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::confirm;
 use super::ops::{self, Sessions};
+use super::tokens::{self, TokenView};
 use crate::audit::{Entry, Event};
 use crate::auth::service::{self, Asker, Purpose};
-use crate::auth::CurrentUser;
+use crate::auth::{CurrentUser, SessionUser};
 use crate::db;
 use crate::error::AppError;
 use crate::sessions::{current, queries as session_queries, remember, store};
@@ -41,9 +43,19 @@ struct AccountPage<'a> {
     style: &'a str,
     username: &'a str,
     sessions: &'a [SessionView],
+    tokens: &'a [TokenView],
     csrf_token: &'a str,
     notice: Option<&'a str>,
     error: Option<&'a str>,
+    new_token: Option<&'a str>,
+}
+
+/// What the account page shows beyond the account: an error from the last
+/// form, or a token just created (shown this once).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Shown<'a> {
+    pub error: Option<&'a str>,
+    pub new_token: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -86,14 +98,15 @@ async fn session_views(
         .collect())
 }
 
-async fn account_page(
+pub(super) async fn account_page(
     req: &HttpRequest,
     state: &AppState,
     current: &CurrentUser,
     status: StatusCode,
-    error: Option<&str>,
+    shown: Shown<'_>,
 ) -> Result<HttpResponse, AppError> {
     let sessions = session_views(req, state, current).await?;
+    let tokens = tokens::views(state, current).await?;
     let context = PageContext::new(req)?;
     context.render(
         status,
@@ -101,9 +114,11 @@ async fn account_page(
             style: &STYLE_HREF,
             username: &current.user.username,
             sessions: &sessions,
+            tokens: &tokens,
             csrf_token: &context.csrf_token,
             notice: context.notice,
-            error,
+            error: shown.error,
+            new_token: shown.new_token,
         },
     )
 }
@@ -116,26 +131,28 @@ pub async fn show(
     current: CurrentUser,
 ) -> Result<HttpResponse, AppError> {
     if wants == Wants::Html {
-        return account_page(&req, &state, &current, StatusCode::OK, None).await;
+        return account_page(&req, &state, &current, StatusCode::OK, Shown::default()).await;
     }
     let sessions = session_views(&req, &state, &current).await?;
+    let tokens = tokens::views(&state, &current).await?;
     Ok(HttpResponse::Ok().json(json!({
         "user_id": current.user.id,
         "username": current.user.username,
         "sessions": sessions,
+        "tokens": tokens,
     })))
 }
 
 /// After an account action: count it, and forget the user's cached sessions
 /// here at once (other instances hear of it through the session events).
-fn acted(state: &AppState, user_id: UserId, event: Event) {
+pub(super) fn acted(state: &AppState, user_id: UserId, event: Event) {
     state.metrics.event(event);
     state.cache.forget_user(user_id);
 }
 
 /// The answer to a successful account action: a message for programs, or
 /// `303` to `location` with a one-time notice for browsers.
-fn done(
+pub(super) fn done(
     kind: BodyKind,
     state: &AppState,
     message: &str,
@@ -156,7 +173,7 @@ fn done(
 pub async fn revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
-    current: CurrentUser,
+    current: SessionUser,
     path: web::Path<String>,
     body: Body<serde::de::IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
@@ -200,7 +217,7 @@ pub async fn revoke(
 pub async fn logout_everywhere(
     req: HttpRequest,
     state: web::Data<AppState>,
-    current: CurrentUser,
+    current: SessionUser,
     body: Body<serde::de::IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
     let user_id = current.user.id;
@@ -226,7 +243,7 @@ pub async fn logout_everywhere(
 pub async fn change_password(
     req: HttpRequest,
     state: web::Data<AppState>,
-    current: CurrentUser,
+    current: SessionUser,
     body: Body<ChangePassword>,
 ) -> Result<HttpResponse, AppError> {
     let kind = body.kind;
@@ -235,7 +252,11 @@ pub async fn change_password(
         Ok(()) => {}
         Err(Refusal::Refused(message)) if kind == BodyKind::Form => {
             let status = StatusCode::BAD_REQUEST;
-            return account_page(&req, &state, &current, status, Some(&message)).await;
+            let shown = Shown {
+                error: Some(&message),
+                ..Shown::default()
+            };
+            return account_page(&req, &state, &current, status, shown).await;
         }
         Err(Refusal::Refused(message)) => return Err(AppError::BadRequest(message)),
         Err(Refusal::Failed(err)) => return Err(err),
@@ -315,24 +336,19 @@ async fn set_new_password(
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/account")
-            .route(web::get().to(show))
-            .default_service(web::to(edge::method_not_allowed)),
-    )
-    .service(
-        web::resource("/account/sessions/{id}/revoke")
-            .route(web::post().to(revoke))
-            .default_service(web::to(edge::method_not_allowed)),
-    )
-    .service(
-        web::resource("/account/logout-everywhere")
-            .route(web::post().to(logout_everywhere))
-            .default_service(web::to(edge::method_not_allowed)),
-    )
-    .service(
-        web::resource("/account/password")
-            .route(web::post().to(change_password))
-            .default_service(web::to(edge::method_not_allowed)),
-    );
+    cfg.service(edge::only("/account", web::get().to(show)))
+        .service(edge::only(
+            "/account/sessions/{id}/revoke",
+            web::post().to(revoke),
+        ))
+        .service(edge::only(
+            "/account/logout-everywhere",
+            web::post().to(logout_everywhere),
+        ))
+        .service(edge::only(
+            "/account/password",
+            web::post().to(change_password),
+        ))
+        .configure(tokens::routes)
+        .configure(confirm::routes);
 }

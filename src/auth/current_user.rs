@@ -1,35 +1,60 @@
-//! `CurrentUser`: the extractor that is `login_required`.
+//! `CurrentUser`: the extractor that is `login_required`; `SessionUser`: the
+//! same, for what only a signed-in person (not a token) may do.
 
 use actix_identity::IdentityExt as _;
 use actix_session::SessionExt as _;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
-use std::future::{ready, Ready};
+use futures_util::future::{ready, Either, LocalBoxFuture, Ready};
 
+use super::bearer;
 use crate::error::AppError;
 use crate::sessions::store::PRINCIPAL_KEY;
+use crate::state::AppState;
 use crate::users::{Principal, UserId};
+
+/// What a request signed in with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    Session,
+    /// A personal access token (`Authorization: Bearer lk_...`).
+    Token,
+}
 
 /// The signed-in, active user of this request; `401` otherwise. A session whose
 /// user is gone or disabled is purged on the way.
 ///
 /// The user comes with the session (the store reads both in one query, or one
-/// cache entry): no second trip to the database.
+/// cache entry), or with the token: no second trip to the database.
 #[derive(Debug)]
 pub struct CurrentUser {
     pub user: Principal,
+    pub via: Credential,
 }
 
 impl FromRequest for CurrentUser {
     type Error = AppError;
-    type Future = Ready<Result<Self, AppError>>;
+    type Future =
+        Either<Ready<Result<Self, AppError>>, LocalBoxFuture<'static, Result<Self, AppError>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(current_user(req))
+        let Some(token) = bearer::presented(req) else {
+            return Either::Left(ready(from_session(req)));
+        };
+        let req = req.clone();
+        Either::Right(Box::pin(async move {
+            let state = AppState::of(&req)?;
+            let user = bearer::authenticate(state, &req, &token).await?;
+            req.extensions_mut().insert(user.id);
+            Ok(CurrentUser {
+                user,
+                via: Credential::Token,
+            })
+        }))
     }
 }
 
-fn current_user(req: &HttpRequest) -> Result<CurrentUser, AppError> {
+fn from_session(req: &HttpRequest) -> Result<CurrentUser, AppError> {
     let identity = req.get_identity().map_err(|_| AppError::LoginRequired)?;
     let id = identity.id().ok().and_then(|id| id.parse::<UserId>().ok());
     let principal = req
@@ -41,11 +66,44 @@ fn current_user(req: &HttpRequest) -> Result<CurrentUser, AppError> {
         Some(user) if user.is_active && Some(user.id) == id => {
             // For the request log line.
             req.extensions_mut().insert(user.id);
-            Ok(CurrentUser { user })
+            Ok(CurrentUser {
+                user,
+                via: Credential::Session,
+            })
         }
         _ => {
             identity.logout();
             Err(AppError::LoginRequired)
         }
+    }
+}
+
+/// The signed-in user, through a session: what changes credentials (passwords,
+/// sessions, tokens) is never done with an access token (`403`).
+#[derive(Debug)]
+pub struct SessionUser(pub CurrentUser);
+
+impl std::ops::Deref for SessionUser {
+    type Target = CurrentUser;
+    fn deref(&self) -> &CurrentUser {
+        &self.0
+    }
+}
+
+impl FromRequest for SessionUser {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let current = CurrentUser::from_request(req, payload);
+        Box::pin(async move {
+            let current = current.await?;
+            if current.via == Credential::Token {
+                return Err(AppError::Forbidden(
+                    "An access token cannot change credentials: sign in with a password.",
+                ));
+            }
+            Ok(SessionUser(current))
+        })
     }
 }

@@ -6,4 +6,4 @@ pub mod routes;
 pub mod service;
 pub mod throttle;
 
-pub use current_user::CurrentUser;
+pub use current_user::{Credential, CurrentUser, SessionUser};

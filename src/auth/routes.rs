@@ -18,7 +18,7 @@ use crate::state::AppState;
 use crate::users::{User, Username};
 use crate::web::flash::{self, Flash};
 use crate::web::pages::{LoginPage, PageContext, ProtectedPage, STYLE_HREF};
-use crate::web::redirect::safe_next;
+use crate::web::redirect::safe_next_for;
 use crate::web::{self as edge, Body, BodyKind, Client, Wants, WebContext};
 
 pub const INVALID_CREDENTIALS: &str = "Invalid username or password.";
@@ -145,7 +145,9 @@ pub async fn login_form(
     let remember = remember.is_some_and(|v| matches!(v.as_str(), "on" | "true" | "1"));
     match sign_in(&req, &state, &username, password, remember).await {
         Ok(signed_in) => {
-            let mut response = edge::see_other(safe_next(&next).unwrap_or("/protected"));
+            let mut response = edge::see_other(
+                safe_next_for(&next, &state.settings.allowed_hosts).unwrap_or("/protected"),
+            );
             if signed_in.password_breached {
                 response
                     .add_cookie(&flash::set(Flash::PasswordBreached, &state.settings))
@@ -158,7 +160,7 @@ pub async fn login_form(
             &req,
             StatusCode::UNAUTHORIZED,
             &username,
-            safe_next(&next).unwrap_or(""),
+            safe_next_for(&next, &state.settings.allowed_hosts).unwrap_or(""),
             Some(INVALID_CREDENTIALS),
         ),
         Err(other) => Err(other),
@@ -168,28 +170,24 @@ pub async fn login_form(
 /// `GET /login`: the form (already signed in: on to `/protected`).
 pub async fn login_page(
     req: HttpRequest,
+    state: web::Data<AppState>,
     wants: Wants,
     identity: Option<Identity>,
 ) -> Result<HttpResponse, AppError> {
+    let next = web::Query::<NextQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().next)
+        .unwrap_or_default();
+    let next = safe_next_for(&next, &state.settings.allowed_hosts);
     if identity.is_some() {
-        return Ok(edge::see_other("/protected"));
+        return Ok(edge::see_other(next.unwrap_or("/protected")));
     }
     if wants == Wants::Json {
         return Ok(HttpResponse::Ok().json(json!({
             "message": "POST /login with {\"username\": ..., \"password\": ...} to log in.",
         })));
     }
-    let next = web::Query::<NextQuery>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.into_inner().next)
-        .unwrap_or_default();
-    login_page_response(
-        &req,
-        StatusCode::OK,
-        "",
-        safe_next(&next).unwrap_or(""),
-        None,
-    )
+    login_page_response(&req, StatusCode::OK, "", next.unwrap_or(""), None)
 }
 
 fn login_page_response(

@@ -26,6 +26,9 @@ pub enum Purpose {
     PasswordChange,
     /// A bearer token that matched nothing (see [`bad_token`]).
     Token,
+    /// Confirming identity before a sensitive change: success and failure are
+    /// `identity_confirmed` and `identity_confirmation_failed`.
+    Confirm,
 }
 
 /// Who is asking, as the throttle sees them.
@@ -173,6 +176,7 @@ async fn throttled_try(
         Purpose::Login => "login",
         Purpose::PasswordChange => "password change",
         Purpose::Token => "access token",
+        Purpose::Confirm => "identity confirmation",
     };
     let entry = Entry::new(Event::LoginThrottled)
         .username(username)
@@ -205,6 +209,8 @@ fn count(state: &AppState, purpose: Purpose, failure: Option<&str>) {
     match (purpose, failure) {
         (Purpose::Login, outcome) => state.metrics.login(outcome.unwrap_or("success")),
         (Purpose::PasswordChange, Some(_)) => state.metrics.event(Event::PasswordChangeFailed),
+        (Purpose::Confirm, Some(_)) => state.metrics.event(Event::IdentityConfirmationFailed),
+        (Purpose::Confirm, None) => state.metrics.event(Event::IdentityConfirmed),
         (Purpose::PasswordChange | Purpose::Token, None) | (Purpose::Token, Some(_)) => {}
     }
 }
@@ -241,9 +247,13 @@ impl Outcome {
                     events::user_changed(conn, user.id)?;
                 }
                 throttle::clear(conn, &self.attempt)?;
-                if self.purpose == Purpose::Login {
-                    queries::record_login(conn, user.id)?;
-                    audit::record(conn, &entry(Event::LoginSuccess))?;
+                match self.purpose {
+                    Purpose::Login => {
+                        queries::record_login(conn, user.id)?;
+                        audit::record(conn, &entry(Event::LoginSuccess))?;
+                    }
+                    Purpose::Confirm => audit::record(conn, &entry(Event::IdentityConfirmed))?,
+                    Purpose::PasswordChange | Purpose::Token => {}
                 }
                 Ok(())
             }
@@ -252,6 +262,7 @@ impl Outcome {
                     Purpose::Login => Event::LoginFailure,
                     Purpose::PasswordChange => Event::PasswordChangeFailed,
                     Purpose::Token => Event::TokenRefused,
+                    Purpose::Confirm => Event::IdentityConfirmationFailed,
                 };
                 let entry = entry(event);
                 let entry = match failure {

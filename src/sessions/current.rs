@@ -33,7 +33,36 @@ pub fn begin(
     if remembered {
         remember::remember(req)?;
     }
-    Ok(())
+    confirmed(req)
+}
+
+/// When this session's user last proved who they are (unix seconds).
+const AUTHENTICATED_AT_KEY: &str = "latchkey.authenticated_at";
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The user has just proved who they are (a login, or a confirmation).
+pub fn confirmed(req: &HttpRequest) -> Result<(), AppError> {
+    req.get_session()
+        .insert(AUTHENTICATED_AT_KEY, unix_now())
+        .map_err(AppError::internal)
+}
+
+/// `Ok` when the user proved who they are within `window` (sensitive
+/// changes: new tokens, factors); `403` asking for a confirmation otherwise.
+pub fn require_recent(req: &HttpRequest, window: std::time::Duration) -> Result<(), AppError> {
+    let at = req
+        .get_session()
+        .get::<i64>(AUTHENTICATED_AT_KEY)
+        .ok()
+        .flatten();
+    let window = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
+    match at {
+        Some(at) if unix_now().saturating_sub(at) <= window => Ok(()),
+        _ => Err(AppError::ReauthRequired),
+    }
 }
 
 /// The public id of this request's own session.

@@ -218,13 +218,14 @@ fn render_error(
     };
 
     match wants {
-        Wants::Html if info.as_ref().is_some_and(|i| i.login_required) => {
+        Wants::Html if info.as_ref().is_some_and(|i| i.send_to.is_some()) => {
+            let to = info.as_ref().and_then(|i| i.send_to).unwrap_or("/login");
             let location = match get_path {
                 Some(path) => format!(
-                    "/login?{}",
+                    "{to}?{}",
                     serde_urlencoded::to_string([("next", path)]).unwrap_or_default()
                 ),
-                None => "/login".to_owned(),
+                None => to.to_owned(),
             };
             let mut redirect = HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, location))

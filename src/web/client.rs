@@ -54,6 +54,20 @@ fn throttle_key(addr: IpAddr) -> String {
     }
 }
 
+/// Whether the request came straight from one of `LATCHKEY_TRUSTED_PROXIES`
+/// (whose `X-Forwarded-*` headers may then be believed).
+pub fn from_trusted_proxy(req: &HttpRequest) -> bool {
+    let Some(peer) = req.peer_addr().map(|p| p.ip()) else {
+        return false;
+    };
+    WebContext::of(req).is_ok_and(|web| {
+        web.settings
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&peer))
+    })
+}
+
 /// The client's address: the TCP peer, or, when the peer is a trusted proxy,
 /// what `X-Forwarded-For` says (see [`forwarded_client`]).
 fn client_addr(req: &HttpRequest) -> Option<IpAddr> {

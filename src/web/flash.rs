@@ -15,15 +15,19 @@ pub enum Flash {
     SessionRevoked,
     PasswordChanged,
     PasswordBreached,
+    TokenRevoked,
+    IdentityConfirmed,
 }
 
 impl Flash {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 7] = [
         Self::LoggedOut,
         Self::SignedOutEverywhere,
         Self::SessionRevoked,
         Self::PasswordChanged,
         Self::PasswordBreached,
+        Self::TokenRevoked,
+        Self::IdentityConfirmed,
     ];
 
     fn code(self) -> &'static str {
@@ -33,6 +37,8 @@ impl Flash {
             Self::SessionRevoked => "session_revoked",
             Self::PasswordChanged => "password_changed",
             Self::PasswordBreached => "password_breached",
+            Self::TokenRevoked => "token_revoked",
+            Self::IdentityConfirmed => "identity_confirmed",
         }
     }
 
@@ -47,6 +53,8 @@ impl Flash {
             Self::PasswordBreached => {
                 "Your password appears in a list of passwords exposed in data breaches. Please change it on your account page."
             }
+            Self::TokenRevoked => "The access token has been revoked.",
+            Self::IdentityConfirmed => "Thank you: you can go on.",
         }
     }
 }

@@ -64,3 +64,11 @@ pub async fn not_found() -> Result<HttpResponse, AppError> {
 pub async fn method_not_allowed() -> Result<HttpResponse, AppError> {
     Err(AppError::MethodNotAllowed)
 }
+
+/// A resource answering `route` (e.g. `web::post().to(handler)`), and `405`
+/// to every other method.
+pub fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(method_not_allowed))
+}

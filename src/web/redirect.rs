@@ -1,4 +1,7 @@
-//! Where a `next` parameter may send the browser: only a local path.
+//! Where a `next` parameter may send the browser: a local path, or an absolute
+//! URL on a host listed in `LATCHKEY_ALLOWED_HOSTS` (the apps behind forward auth).
+
+use crate::config::AllowedHost;
 
 /// Longest `next` kept.
 const MAX_LEN: usize = 2048;
@@ -18,9 +21,71 @@ pub fn safe_next(next: &str) -> Option<&str> {
     (local && clean && !encoded_separator).then_some(next)
 }
 
+/// `next` when it is a local path ([`safe_next`]), or an absolute `http(s)` URL
+/// on an allowed host: parsed as a browser would, with no user info, no
+/// control characters, spaces or backslashes, and a port only when the host's
+/// entry names it.
+pub fn safe_next_for<'a>(next: &'a str, allowed: &[AllowedHost]) -> Option<&'a str> {
+    if let Some(local) = safe_next(next) {
+        return Some(local);
+    }
+    let lower = next.to_ascii_lowercase();
+    let absolute = lower.starts_with("https://") || lower.starts_with("http://");
+    let clean = next.len() <= MAX_LEN && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    if !(absolute && clean) || allowed.is_empty() {
+        return None;
+    }
+    let url = url::Url::parse(next).ok()?;
+    let plain = url.username().is_empty() && url.password().is_none();
+    let host = url.host_str()?;
+    let port = url.port();
+    (plain && allowed.iter().any(|h| h.allows(host, port))).then_some(next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hosts(list: &[&str]) -> Vec<AllowedHost> {
+        let joined = list.join(",");
+        crate::config::Settings::from_lookup(|k| {
+            (k == "LATCHKEY_ALLOWED_HOSTS").then(|| joined.clone())
+        })
+        .unwrap()
+        .allowed_hosts
+    }
+
+    #[test]
+    fn absolute_urls_only_on_allowed_hosts() {
+        let allowed = hosts(&["app.example.com", "*.apps.example.com"]);
+        for ok in [
+            "https://app.example.com/",
+            "https://app.example.com/a?b=c#d",
+            "http://APP.example.com/x",
+            "https://one.apps.example.com/x",
+        ] {
+            assert_eq!(safe_next_for(ok, &allowed), Some(ok), "{ok}");
+        }
+        for bad in [
+            "https://evil.example/",
+            "https://app.example.com.evil.example/",
+            "https://app.example.com@evil.example/",
+            "https://evil.example@app.example.com/",
+            "https://user:pw@app.example.com/",
+            "https://app.example.com:8443/",
+            "https://apps.example.com/",
+            "javascript://app.example.com/%0aalert(1)",
+            "ftp://app.example.com/",
+            "https:\\\\app.example.com/",
+            "https://app.example.com\\@evil.example/",
+            "https://app.example.com/\r\nSet-Cookie:x",
+            "//app.example.com/",
+        ] {
+            assert_eq!(safe_next_for(bad, &allowed), None, "{bad:?}");
+        }
+        assert_eq!(safe_next_for("https://app.example.com/", &[]), None);
+        assert_eq!(safe_next_for("/protected", &[]), Some("/protected"));
+    }
 
     #[test]
     fn local_paths_are_kept() {

@@ -182,6 +182,9 @@ pub struct TestApp {
     pub server: ServerHandle,
     pub test_user_id: UserId,
     pub db: TestDb,
+    /// Other instances started by [`TestApp::start_peer`], stopped with this one
+    /// (a forgotten instance would poll its dropped database until the end).
+    peers: std::sync::Mutex<Vec<ServerHandle>>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -207,15 +210,22 @@ pub async fn spawn_app_on(db: TestDb, adjust: impl FnOnce(&mut Settings)) -> Tes
         server: running.handle,
         test_user_id,
         db,
+        peers: Default::default(),
     }
 }
 
 impl Drop for TestApp {
     /// Stops the server, so its background thread and pool go with it.
     fn drop(&mut self) {
-        let server = self.server.clone();
+        let mut servers =
+            std::mem::take(&mut *self.peers.lock().unwrap_or_else(|e| e.into_inner()));
+        servers.push(self.server.clone());
         tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(server.stop(false));
+            tokio::runtime::Handle::current().block_on(async {
+                for server in servers {
+                    server.stop(false).await;
+                }
+            });
         });
     }
 }
@@ -286,7 +296,12 @@ impl TestApp {
 
     /// Another instance of the server over the same database, with the same key.
     pub async fn start_peer(&self) -> Running {
-        start_server(self.settings.clone()).await
+        let peer = start_server(self.settings.clone()).await;
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(peer.handle.clone());
+        peer
     }
 
     /// What this instance's metrics listener answers now.
