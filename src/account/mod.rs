@@ -1,6 +1,7 @@
 //! The account: operations on it (shared by the pages and the command line),
 //! and the signed-in user's pages and JSON routes.
 
+pub mod device_name;
 pub mod ops;
 pub mod routes;
 
