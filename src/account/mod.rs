@@ -2,6 +2,7 @@
 //! and the signed-in user's pages and JSON routes.
 
 pub mod confirm;
+pub mod device_name;
 pub mod ops;
 pub mod routes;
 pub mod tokens;

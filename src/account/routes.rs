@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::confirm;
+use super::device_name::{device_name, UNKNOWN};
 use super::ops::{self, Sessions};
 use super::tokens::{self, TokenView};
 use crate::audit::{Entry, Event};
@@ -33,6 +34,8 @@ pub struct SessionView {
     pub expires_at: String,
     pub client_ip: String,
     pub user_agent: String,
+    /// What the user agent says in words: "Firefox on Linux".
+    pub device: String,
     pub current: bool,
     pub remembered: bool,
 }
@@ -90,10 +93,11 @@ async fn session_views(
                 .client_ip
                 .clone()
                 .unwrap_or_else(|| "an unknown address".into()),
-            user_agent: row
+            user_agent: row.user_agent.clone().unwrap_or_else(|| UNKNOWN.into()),
+            device: row
                 .user_agent
-                .clone()
-                .unwrap_or_else(|| "Unknown device".into()),
+                .as_deref()
+                .map_or_else(|| UNKNOWN.into(), device_name),
         })
         .collect())
 }

@@ -18,5 +18,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::resource("/static/{name}")
                 .route(web::get().to(pages::asset))
                 .route(web::head().to(pages::asset)),
+        )
+        .service(
+            web::resource("/favicon.ico")
+                .route(web::get().to(pages::favicon))
+                .route(web::head().to(pages::favicon)),
         );
 }

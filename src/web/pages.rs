@@ -1,4 +1,4 @@
-//! Server-rendered pages (Askama) and the stylesheet they share.
+//! Server-rendered pages (Askama) and the stylesheet and icon they share.
 
 use std::sync::LazyLock;
 
@@ -15,10 +15,25 @@ use crate::error::AppError;
 pub const STYLE: &str = include_str!("../../static/style.css");
 
 /// Its URL carries a fingerprint of its content, so it may be cached for a year.
-pub static STYLE_HREF: LazyLock<String> = LazyLock::new(|| {
-    let digest = hex::encode(Sha256::digest(STYLE.as_bytes()));
-    format!("/static/style.{}.css", &digest[..16])
-});
+pub static STYLE_HREF: LazyLock<String> = LazyLock::new(|| fingerprinted("style", "css", STYLE));
+
+/// The icon of every page, embedded and fingerprinted like the stylesheet.
+pub const FAVICON: &str = include_str!("../../static/favicon.svg");
+
+pub static FAVICON_HREF: LazyLock<String> =
+    LazyLock::new(|| fingerprinted("favicon", "svg", FAVICON));
+
+/// For `base.html`: every page links the icon without carrying it as a field.
+pub fn favicon_href() -> &'static str {
+    &FAVICON_HREF
+}
+
+fn fingerprinted(name: &str, extension: &str, content: &str) -> String {
+    let digest = hex::encode(Sha256::digest(content.as_bytes()));
+    format!("/static/{name}.{}.{extension}", &digest[..16])
+}
+
+const SVG: &str = "image/svg+xml";
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -94,13 +109,25 @@ pub fn render(status: StatusCode, page: &impl Template) -> Result<HttpResponse, 
         .body(html))
 }
 
-/// `GET /static/{name}`: the fingerprinted stylesheet; anything else is not found.
+/// `GET /static/{name}`: the fingerprinted stylesheet and icon; anything else is not found.
 pub async fn asset(req: HttpRequest) -> Result<HttpResponse, AppError> {
-    if req.path() != STYLE_HREF.as_str() {
-        return Err(AppError::NotFound);
-    }
+    let (content_type, body) = match req.path() {
+        path if path == STYLE_HREF.as_str() => ("text/css; charset=utf-8", STYLE),
+        path if path == FAVICON_HREF.as_str() => (SVG, FAVICON),
+        _ => return Err(AppError::NotFound),
+    };
     Ok(HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
+        .content_type(content_type)
         .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
-        .body(STYLE))
+        .body(body))
+}
+
+/// `GET /favicon.ico`, which browsers ask for by themselves (beside a JSON
+/// answer, say): the icon itself. Its URL never changes, so it is cached for a
+/// day only.
+pub async fn favicon() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(SVG)
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(FAVICON)
 }

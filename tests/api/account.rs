@@ -40,12 +40,29 @@ both_backends! {
         assert_eq!(list.iter().filter(|s| s["current"] == true).count(), 1);
         let other = list.iter().find(|s| s["current"] == false).unwrap();
         assert_eq!(other["user_agent"], "second-device/2.0");
+        assert_eq!(other["device"], "Unknown device");
         assert_eq!(other["client_ip"], "127.0.0.1");
         for field in ["id", "created_at", "last_seen_at", "expires_at"] {
             assert!(other[field].is_string(), "{field}");
         }
         let unauthenticated = new_client().get(app.url("/account")).send().await.unwrap();
         assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    async fn devices_are_named_in_words_beside_the_raw_user_agent(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+        let login = app.client.post(app.url("/login")).header("user-agent", firefox)
+            .json(&json!({"username": TEST_USER, "password": TEST_PASSWORD}))
+            .send().await.unwrap();
+        assert_eq!(login.status(), StatusCode::OK);
+
+        let list = sessions(&app).await;
+        let page = app.get_page("/account").await.text().await.unwrap();
+
+        assert_eq!(list[0]["user_agent"], firefox);
+        assert_eq!(list[0]["device"], "Firefox on Linux");
+        assert!(page.contains(&format!("title=\"{firefox}\">Firefox on Linux")), "{page}");
     }
 
     async fn revoking_a_session_signs_that_device_out(backend: Backend) {

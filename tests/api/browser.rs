@@ -1,12 +1,12 @@
 //! A person in a real browser: headless Chromium driven over WebDriver.
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them) and
-//! axe-core from npm (installed into `node_modules/` on first use). One
-//! chromedriver serves the whole test process and stops when it exits.
+//! Needs Debian's `chromium` and `chromium-driver`, and axe-core from
+//! `npm ci` (`.ci/run` installs them all); where one is missing, the tests
+//! that need it are not run (see `helpers::require`). One chromedriver serves
+//! the whole test process and stops when it exits.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -19,18 +19,10 @@ use crate::helpers::*;
 static DRIVER_URL: OnceLock<String> = OnceLock::new();
 static AXE_SOURCE: OnceLock<String> = OnceLock::new();
 
-fn find_program(names: &[&str]) -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&paths)
-        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
-        .find(|path| path.is_file())
-}
+const CHROMIUM_APT: &str = "chromium chromium-driver";
 
-fn driver_url() -> &'static str {
+fn driver_url(driver: &Path) -> &'static str {
     DRIVER_URL.get_or_init(|| {
-        let driver = find_program(&["chromedriver"]).expect(
-            "chromedriver not found: install Debian's chromium and chromium-driver (see README)",
-        );
         let port = free_port();
         // chromedriver, stopped once this test process is gone.
         until_this_process_exits(
@@ -52,43 +44,56 @@ fn driver_url() -> &'static str {
     })
 }
 
-fn axe_source() -> &'static str {
-    AXE_SOURCE.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let axe = root.join("node_modules/axe-core/axe.min.js");
-        if !axe.is_file() {
-            let status = Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--silent"])
-                .current_dir(root)
-                .status()
-                .expect("npm (Node.js) is needed to install axe-core");
-            assert!(status.success(), "npm install failed");
-        }
-        std::fs::read_to_string(&axe).expect("axe-core")
-    })
+fn axe_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/axe-core/axe.min.js")
 }
 
-async fn browser() -> Client {
-    let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"])
-        .expect("chromium not found: install Debian's chromium and chromium-driver (see README)");
+fn axe_source() -> &'static str {
+    AXE_SOURCE.get_or_init(|| std::fs::read_to_string(axe_path()).expect("axe-core"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Theme {
+    Light,
+    Dark,
+}
+
+/// A headless Chromium session whose system theme is `theme`, or `None` (the
+/// test is not run) when Chromium or chromedriver is not installed.
+async fn browser(theme: Theme) -> Option<Client> {
+    if !(require("chromium", CHROMIUM_APT) && require("chromedriver", CHROMIUM_APT)) {
+        return None;
+    }
+    let chromium = find_program("chromium")?;
+    let driver = find_program("chromedriver")?;
+    let mut args = vec![
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        "--disable-quic",
+        "--window-size=1024,768",
+    ];
+    if theme == Theme::Dark {
+        // As a system set to dark: pages see `prefers-color-scheme: dark`.
+        args.push("--force-dark-mode");
+    }
     let capabilities = json!({
-        "goog:chromeOptions": {
-            "binary": chromium,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--no-first-run", "--disable-sync", "--disable-quic", "--window-size=1024,768",
-            ],
-        },
+        "goog:chromeOptions": { "binary": chromium, "args": args },
     });
     let serde_json::Value::Object(capabilities) = capabilities else {
         unreachable!()
     };
-    ClientBuilder::new(HttpConnector::new())
+    let client = ClientBuilder::new(HttpConnector::new())
         .capabilities(capabilities)
-        .connect(driver_url())
+        .connect(driver_url(&driver))
         .await
-        .expect("a Chromium session")
+        .expect("a Chromium session");
+    Some(client)
 }
 
 /// Waits until the browser shows `path` (after a redirect, a form post).
@@ -107,19 +112,14 @@ async fn wait_for_path(c: &Client, path: &str) -> url::Url {
     }
 }
 
+/// Fills in the login form (over what it holds: the page keeps the username
+/// after a failure) and sends it.
 async fn log_in(c: &Client, username: &str, password: &str) {
-    c.find(Locator::Css("#username"))
-        .await
-        .unwrap()
-        .send_keys(username)
-        .await
-        .unwrap();
-    c.find(Locator::Css("#password"))
-        .await
-        .unwrap()
-        .send_keys(password)
-        .await
-        .unwrap();
+    for (field, value) in [("#username", username), ("#password", password)] {
+        let input = c.find(Locator::Css(field)).await.unwrap();
+        input.clear().await.unwrap();
+        input.send_keys(value).await.unwrap();
+    }
     c.find(Locator::Css("button[type=submit]"))
         .await
         .unwrap()
@@ -170,35 +170,65 @@ fn label(backend: Backend) -> &'static str {
     }
 }
 
+/// The page passes axe-core, and its screenshot lands in `target/screenshots/`
+/// (`login-postgres.png`, `login-dark-postgres.png`, ...).
+async fn check_page(c: &Client, page: &str, theme: Theme, backend: Backend) {
+    assert_accessible(c, &format!("{page} page, {theme:?} theme")).await;
+    let theme = if theme == Theme::Dark { "-dark" } else { "" };
+    screenshot(c, &format!("{page}{theme}-{}", label(backend))).await;
+}
+
+/// The theme the page is drawn in: the stylesheet's `color-scheme`.
+async fn drawn_theme(c: &Client) -> Theme {
+    let scheme = c
+        .execute(
+            "return getComputedStyle(document.documentElement).colorScheme;",
+            vec![],
+        )
+        .await
+        .expect("color-scheme");
+    if scheme == "dark" {
+        Theme::Dark
+    } else {
+        Theme::Light
+    }
+}
+
+/// Requests the app answered with `404`, from its metrics.
+async fn not_found_count(app: &TestApp) -> f64 {
+    let metrics = app.metrics().await;
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("latchkey_http_requests_total") && l.contains("status=\"404\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 both_backends! {
     async fn a_person_logs_in_and_lands_on_the_greeting(backend: Backend) {
+        let Some(c) = browser(Theme::Light).await else { return };
         let app = spawn_app(backend).await;
-        let c = browser().await;
         c.goto(&app.url("/")).await.unwrap();
         wait_for_path(&c, "/login").await;
         assert_eq!(c.title().await.unwrap(), "Log in · latchkey");
-        assert_accessible(&c, "login page").await;
-        screenshot(&c, &format!("login-{}", label(backend))).await;
 
         log_in(&c, TEST_USER, TEST_PASSWORD).await;
 
         wait_for_path(&c, "/protected").await;
         let heading = c.find(Locator::Css("h1")).await.unwrap().text().await.unwrap();
         assert_eq!(heading, "Hello, test_user!");
-        assert_accessible(&c, "protected page").await;
-        screenshot(&c, &format!("protected-{}", label(backend))).await;
-
         c.find(Locator::LinkText("Your account and sessions")).await.unwrap().click().await.unwrap();
         wait_for_path(&c, "/account").await;
-        assert!(page_text(&c).await.contains("This session"));
-        assert_accessible(&c, "account page").await;
-        screenshot(&c, &format!("account-{}", label(backend))).await;
+        let device = c.find(Locator::Css(".sessions .device")).await.unwrap();
+        assert_eq!(device.text().await.unwrap(), "Chrome on Linux This session");
+        let agent = c.execute("return navigator.userAgent;", vec![]).await.unwrap();
+        assert_eq!(device.attr("title").await.unwrap().as_deref(), agent.as_str());
         c.close().await.unwrap();
     }
 
     async fn a_wrong_password_shows_the_error_and_keeps_the_username(backend: Backend) {
+        let Some(c) = browser(Theme::Light).await else { return };
         let app = spawn_app(backend).await;
-        let c = browser().await;
         c.goto(&app.url("/login")).await.unwrap();
 
         log_in(&c, TEST_USER, "not my password").await;
@@ -209,19 +239,45 @@ both_backends! {
         assert_eq!(username.prop("value").await.unwrap().as_deref(), Some(TEST_USER));
         let password = c.find(Locator::Css("#password")).await.unwrap();
         assert_eq!(password.prop("value").await.unwrap().as_deref(), Some(""));
-        assert_accessible(&c, "login page with an error").await;
-        screenshot(&c, &format!("login-error-{}", label(backend))).await;
 
         c.goto(&app.url("/no/such/page")).await.unwrap();
         assert!(page_text(&c).await.contains("Page not found"));
-        assert_accessible(&c, "error page").await;
-        screenshot(&c, &format!("error-{}", label(backend))).await;
         c.close().await.unwrap();
     }
 
-    async fn a_deep_link_comes_back_after_login(backend: Backend) {
+    async fn every_page_passes_axe_core_in_the_light_and_dark_themes(backend: Backend) {
+        if !require_file(&axe_path(), "axe-core", "npm ci") {
+            return;
+        }
         let app = spawn_app(backend).await;
-        let c = browser().await;
+        for theme in [Theme::Light, Theme::Dark] {
+            let Some(c) = browser(theme).await else { return };
+            c.goto(&app.url("/login")).await.unwrap();
+            assert_eq!(drawn_theme(&c).await, theme);
+            check_page(&c, "login", theme, backend).await;
+
+            log_in(&c, TEST_USER, "not my password").await;
+            c.wait().for_element(Locator::Css("#login-error")).await.unwrap();
+            check_page(&c, "login-error", theme, backend).await;
+
+            log_in(&c, TEST_USER, TEST_PASSWORD).await;
+            wait_for_path(&c, "/protected").await;
+            check_page(&c, "protected", theme, backend).await;
+
+            c.goto(&app.url("/account")).await.unwrap();
+            check_page(&c, "account", theme, backend).await;
+
+            c.goto(&app.url("/no/such/page")).await.unwrap();
+            check_page(&c, "error", theme, backend).await;
+            c.close().await.unwrap();
+        }
+        // The icon is linked and served: the only 404s are the two visits above.
+        assert_eq!(not_found_count(&app).await, 2.0);
+    }
+
+    async fn a_deep_link_comes_back_after_login(backend: Backend) {
+        let Some(c) = browser(Theme::Light).await else { return };
+        let app = spawn_app(backend).await;
 
         c.goto(&app.url("/protected?tab=2")).await.unwrap();
         wait_for_path(&c, "/login").await;
@@ -234,8 +290,8 @@ both_backends! {
     }
 
     async fn logout_shows_the_notice_once_and_back_shows_nothing_private(backend: Backend) {
+        let Some(c) = browser(Theme::Light).await else { return };
         let app = spawn_app(backend).await;
-        let c = browser().await;
         c.goto(&app.url("/login")).await.unwrap();
         log_in(&c, TEST_USER, TEST_PASSWORD).await;
         wait_for_path(&c, "/protected").await;

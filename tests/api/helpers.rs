@@ -1,6 +1,8 @@
 //! `spawn_app(backend)`: the real server on a free port over a fresh database of
 //! its own, migrated, with the seed's user; and a client with a cookie store.
 
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use actix_web::dev::ServerHandle;
@@ -107,6 +109,50 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Whether `program` is installed, for a test that needs more than Rust,
+/// PostgreSQL and Node. When it is not, the test is not run: see [`skip_unless`].
+pub fn require(program: &str, apt: &str) -> bool {
+    let found = find_program(program).is_some();
+    skip_unless(found, program, &format!("apt-get install {apt}"))
+}
+
+/// Like [`require`], for a file that `how` makes (`npm ci`).
+pub fn require_file(path: &Path, what: &str, how: &str) -> bool {
+    skip_unless(path.is_file(), what, how)
+}
+
+/// `program` on `PATH`.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+}
+
+/// `true` when `what` is there. When it is not, one line on stderr names the
+/// test and how to enable it, and the caller returns early (the test passes,
+/// so `cargo test` works on a newcomer's machine); with `LATCHKEY_TEST_ALL=1`
+/// (CI) the line is a failure instead. `LATCHKEY_TEST_HIDE=nginx,chromedriver`
+/// pretends those are missing, to try this out.
+fn skip_unless(present: bool, what: &str, how: &str) -> bool {
+    let hidden = std::env::var("LATCHKEY_TEST_HIDE")
+        .is_ok_and(|names| names.split(',').any(|name| name.trim() == what));
+    if present && !hidden {
+        return true;
+    }
+    // libtest names each test's thread after the test.
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let line = format!("not run: {test} needs {what} ({how})");
+    assert!(
+        std::env::var("LATCHKEY_TEST_ALL").as_deref() != Ok("1"),
+        "{line}"
+    );
+    // Straight to stderr: libtest swallows a passing test's eprintln!, and
+    // this line is for the person who ran the tests. One write, one line.
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+    false
+}
+
 /// Runs `start` (shell), then `cleanup` once this test process has exited,
 /// however it exits, from a detached shell: how the throwaway Postgres
 /// cluster and chromedriver never outlive a test run.
@@ -124,6 +170,14 @@ pub fn until_this_process_exits(start: &str, cleanup: &str) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start a watchdog");
+}
+
+/// Sends SIGTERM to `child`, through the shell's own `kill` (procps may be absent).
+pub fn sigterm(child: &std::process::Child) {
+    Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status()
+        .expect("sh");
 }
 
 /// The real binary with a clean environment: only `env` and what a shell needs.

@@ -73,9 +73,7 @@ impl Served {
 
     /// Stops it with SIGTERM and returns everything it logged.
     fn stop(mut self) -> String {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
+        sigterm(&self.child);
         let _ = self.child.wait();
         std::thread::sleep(Duration::from_millis(100));
         self.log.lock().unwrap().join("\n")

@@ -132,7 +132,7 @@ both_backends! {
         );
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(!login.is_finished(), "the login must still be in flight");
-        Command::new("kill").arg(server.id().to_string()).status().unwrap();
+        sigterm(&server);
 
         let response = login.await.unwrap().expect("the in-flight request is answered");
         assert_eq!(response.status(), StatusCode::OK);

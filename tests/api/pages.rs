@@ -291,6 +291,28 @@ both_backends! {
         assert_eq!(app.get("/static/style.css").await.status(), StatusCode::NOT_FOUND);
     }
 
+    async fn every_page_links_an_icon_that_is_served_and_cached_for_long(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let page = app.get_page("/login").await.text().await.unwrap();
+        let link = "<link rel=\"icon\" type=\"image/svg+xml\" href=\"";
+        let start = page.find(link).expect("an icon link") + link.len();
+        let href = &page[start..start + page[start..].find('"').unwrap()];
+
+        let icon = app.get(href).await;
+        let favicon_ico = app.get("/favicon.ico").await;
+
+        assert!(href.starts_with("/static/favicon.") && href.ends_with(".svg"), "{href}");
+        assert_eq!(icon.status(), StatusCode::OK);
+        assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+        assert!(icon.headers()["cache-control"].to_str().unwrap().contains("max-age=31536000"));
+        let svg = icon.text().await.unwrap();
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert_eq!(favicon_ico.status(), StatusCode::OK, "browsers ask for it by themselves");
+        assert_eq!(favicon_ico.headers()["content-type"], "image/svg+xml");
+        assert_eq!(favicon_ico.text().await.unwrap(), svg);
+        assert_eq!(app.get("/static/favicon.svg").await.status(), StatusCode::NOT_FOUND);
+    }
+
     async fn json_clients_get_json_from_the_page_routes(backend: Backend) {
         let app = spawn_app(backend).await;
 
