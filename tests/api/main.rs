@@ -43,3 +43,4 @@ mod revocation;
 mod seed;
 mod sessions;
 mod throttle;
+mod tokens;
