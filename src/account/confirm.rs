@@ -8,7 +8,7 @@ use askama::Template;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::routes::done;
+use super::page::done;
 use crate::auth::service::{self, Asker, Purpose};
 use crate::auth::SessionUser;
 use crate::error::AppError;
@@ -16,7 +16,7 @@ use crate::sessions::current;
 use crate::state::AppState;
 use crate::web::flash::Flash;
 use crate::web::pages::{PageContext, STYLE_HREF};
-use crate::web::redirect::safe_next;
+use crate::web::redirect::{next_param, safe_next};
 use crate::web::{self as edge, Body, BodyKind, Wants};
 
 #[derive(Template)]
@@ -35,11 +35,6 @@ pub struct Confirm {
     password: String,
     #[serde(default)]
     next: String,
-}
-
-#[derive(Deserialize)]
-struct NextQuery {
-    next: Option<String>,
 }
 
 fn page(
@@ -73,10 +68,7 @@ pub async fn show(
             "message": "POST /account/confirm with {\"password\": ...} to confirm your identity.",
         })));
     }
-    let next = web::Query::<NextQuery>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.into_inner().next)
-        .unwrap_or_default();
+    let next = next_param(&req);
     page(&req, &current, StatusCode::OK, &next, None)
 }
 

@@ -4,6 +4,7 @@
 pub mod confirm;
 pub mod device_name;
 pub mod ops;
+pub mod page;
 pub mod routes;
 pub mod tokens;
 

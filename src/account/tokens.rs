@@ -4,59 +4,22 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::ops;
-use super::routes::{account_page, acted, done, Shown};
+use super::page::{account_page, acted, done, token_views, Shown, TokenView};
 use crate::audit::{Entry, Event};
 use crate::auth::{CurrentUser, SessionUser};
 use crate::error::AppError;
 use crate::sessions::current;
 use crate::state::AppState;
-use crate::tokens::{self, queries, TokenRow};
+use crate::tokens;
 use crate::web::flash::Flash;
 use crate::web::{self as edge, Body, BodyKind, Client, Wants};
 
 /// Lifetime of a token when none is asked for.
 const DEFAULT_DAYS: u32 = 90;
-
-/// One token as its owner sees it (never the secret).
-#[derive(Debug, Serialize)]
-pub struct TokenView {
-    pub id: i32,
-    pub name: String,
-    pub created_at: String,
-    pub last_used_at: Option<String>,
-    pub expires_at: String,
-    pub expired: bool,
-}
-
-fn time(t: chrono::NaiveDateTime) -> String {
-    t.format("%Y-%m-%d %H:%M").to_string()
-}
-
-impl From<&TokenRow> for TokenView {
-    fn from(row: &TokenRow) -> Self {
-        Self {
-            id: row.id,
-            name: row.name.clone(),
-            created_at: time(row.created_at),
-            last_used_at: row.last_used_at.map(time),
-            expires_at: time(row.expires_at),
-            expired: row.expires_at <= crate::db::now(),
-        }
-    }
-}
-
-/// The user's tokens, newest first.
-pub async fn views(state: &AppState, current: &CurrentUser) -> Result<Vec<TokenView>, AppError> {
-    let user_id = current.user.id;
-    let rows = state
-        .db(move |conn| Ok(queries::list(conn, user_id)?))
-        .await?;
-    Ok(rows.iter().map(TokenView::from).collect())
-}
 
 /// `GET /account/tokens` (a token may read this too).
 pub async fn list(
@@ -67,7 +30,7 @@ pub async fn list(
     if wants == Wants::Html {
         return Ok(edge::see_other("/account#tokens"));
     }
-    let tokens = views(&state, &current).await?;
+    let tokens = token_views(&state, &current).await?;
     Ok(HttpResponse::Ok().json(json!({ "tokens": tokens })))
 }
 

@@ -18,7 +18,7 @@ use crate::state::AppState;
 use crate::users::{User, Username};
 use crate::web::flash::{self, Flash};
 use crate::web::pages::{LoginPage, PageContext, ProtectedPage, STYLE_HREF};
-use crate::web::redirect::safe_next_for;
+use crate::web::redirect::{next_param, safe_next_for};
 use crate::web::{self as edge, Body, BodyKind, Client, Wants, WebContext};
 
 pub const INVALID_CREDENTIALS: &str = "Invalid username or password.";
@@ -43,11 +43,6 @@ pub struct LoginForm {
     pub next: String,
     /// A checkbox: present (`on`) when ticked.
     pub remember: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct NextQuery {
-    next: Option<String>,
 }
 
 /// A login that went through: its user, whether they should be told to
@@ -174,10 +169,7 @@ pub async fn login_page(
     wants: Wants,
     identity: Option<Identity>,
 ) -> Result<HttpResponse, AppError> {
-    let next = web::Query::<NextQuery>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.into_inner().next)
-        .unwrap_or_default();
+    let next = next_param(&req);
     let next = safe_next_for(&next, &state.settings.allowed_hosts);
     if identity.is_some() {
         return Ok(edge::see_other(next.unwrap_or("/protected")));

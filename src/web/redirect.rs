@@ -3,6 +3,19 @@
 
 use crate::config::AllowedHost;
 
+/// The request's `?next=` (unchecked: pass it through [`safe_next`] or
+/// [`safe_next_for`]); empty when there is none.
+pub fn next_param(req: &actix_web::HttpRequest) -> String {
+    #[derive(serde::Deserialize)]
+    struct Next {
+        next: Option<String>,
+    }
+    serde_urlencoded::from_str::<Next>(req.query_string())
+        .ok()
+        .and_then(|q| q.next)
+        .unwrap_or_default()
+}
+
 /// Longest `next` kept.
 const MAX_LEN: usize = 2048;
 
