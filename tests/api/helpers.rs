@@ -350,7 +350,14 @@ impl TestApp {
 
     /// Another instance of the server over the same database, with the same key.
     pub async fn start_peer(&self) -> Running {
-        let peer = start_server(self.settings.clone()).await;
+        self.start_peer_with(|_| {}).await
+    }
+
+    /// Like [`TestApp::start_peer`], with the peer's settings adjusted first.
+    pub async fn start_peer_with(&self, adjust: impl FnOnce(&mut Settings)) -> Running {
+        let mut settings = self.settings.clone();
+        adjust(&mut settings);
+        let peer = start_server(settings).await;
         self.peers
             .lock()
             .unwrap_or_else(|e| e.into_inner())

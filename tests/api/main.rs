@@ -30,6 +30,7 @@ mod account;
 mod browser;
 mod cli;
 mod cluster;
+mod forward_deploy;
 mod helpers;
 mod keys;
 mod logs;
