@@ -20,7 +20,7 @@ use crate::sessions::cache::SessionCache;
 use crate::sessions::remember::{self, RememberCookie};
 use crate::sessions::store::{self, SessionPolicy};
 use crate::sessions::DbSessionStore;
-use crate::shell::housekeeping::{self, Retention};
+use crate::shell::housekeeping::{self, Housekeeping, Retention};
 use crate::shell::{self, edge::edge};
 use crate::state::AppState;
 use crate::users::{self, breached, PasswordHasher};
@@ -60,6 +60,7 @@ struct Parts {
 pub struct Application {
     port: u16,
     server: Server,
+    housekeeping: Housekeeping,
     /// The metrics listener's port and server, when `LATCHKEY_METRICS_ADDR` is set.
     metrics: Option<(u16, Server)>,
 }
@@ -79,7 +80,7 @@ impl Application {
             .map(|addr| bind(addr, "LATCHKEY_METRICS_ADDR"))
             .transpose()?;
         let http_workers = settings.http_workers;
-        let parts = assemble(settings, secret).await?;
+        let (parts, housekeeping) = assemble(settings, secret).await?;
 
         let metrics = match metrics_listener {
             Some(listener) => Some((
@@ -97,6 +98,7 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
+            housekeeping,
             metrics,
         })
     }
@@ -119,18 +121,25 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (or the handle's stop), then drains
     /// in-flight requests and stops the metrics listener.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Some((_, metrics)) = self.metrics else {
-            return self.server.await;
+        let served = match self.metrics {
+            None => self.server.await,
+            Some((_, metrics)) => {
+                let metrics_handle = metrics.handle();
+                let server = self.server;
+                let main = async move {
+                    let served = server.await;
+                    metrics_handle.stop(true).await;
+                    served
+                };
+                // Both futures must be polled: each runs its server's stop commands.
+                let (served, metrics_served) = futures_util::future::join(main, metrics).await;
+                served.and(metrics_served)
+            }
         };
-        let metrics_handle = metrics.handle();
-        let main = async move {
-            let served = self.server.await;
-            metrics_handle.stop(true).await;
-            served
-        };
-        // Both futures must be polled: each runs its server's stop commands.
-        let (served, metrics_served) = futures_util::future::join(main, metrics).await;
-        served.and(metrics_served)
+        // The lease goes with the server: no revoker waits for a stopped instance.
+        let housekeeping = self.housekeeping;
+        let _ = actix_web::rt::task::spawn_blocking(move || housekeeping.stop()).await;
+        served
     }
 }
 
@@ -157,7 +166,7 @@ fn metrics_server(listener: TcpListener, state: web::Data<AppState>) -> std::io:
 
 /// Connects and migrates, computes the keys and the hasher's dummy hash, starts
 /// the housekeeping thread: everything the workers share.
-async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<Parts> {
+async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<(Parts, Housekeeping)> {
     // First: a bad filter file stops start-up before the database is touched.
     let breached = breached::load(&settings)?.map(Arc::new);
     let metrics = Arc::new(Metrics::new()?);
@@ -191,7 +200,8 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<Parts
         0
     };
     let cache = SessionCache::new(capacity);
-    housekeeping::spawn(&cache, pool.clone(), Retention::from_settings(&settings));
+    let housekeeping =
+        housekeeping::spawn(&cache, pool.clone(), Retention::from_settings(&settings));
     let policy = SessionPolicy {
         idle_timeout: settings.session_idle_timeout,
         max_lifetime: settings.session_max_lifetime,
@@ -199,7 +209,7 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<Parts
         max_per_user: settings.max_sessions_per_user,
     };
     let settings = Arc::new(settings);
-    Ok(Parts {
+    let parts = Parts {
         web: WebContext::new(settings.clone(), &secret),
         remember: web::Data::new(RememberCookie {
             name: settings.session_cookie_name(),
@@ -217,7 +227,8 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<Parts
         }),
         // One key for every worker: built once, outside the server closure.
         key: Key::from(secret.as_bytes()),
-    })
+    };
+    Ok((parts, housekeeping))
 }
 
 /// One worker's app: the routes and the middleware, in one place.

@@ -19,7 +19,7 @@
 //! when due (see `store`), so time limits are exactly as without the cache.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -103,6 +103,8 @@ pub struct SessionCache {
     hits: AtomicU64,
     misses: AtomicU64,
     capacity: usize,
+    /// The server has stopped: the feed gives its lease up and ends.
+    stopped: AtomicBool,
 }
 
 impl std::fmt::Debug for SessionCache {
@@ -125,6 +127,7 @@ impl SessionCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             capacity,
+            stopped: AtomicBool::new(false),
         })
     }
 
@@ -275,6 +278,16 @@ impl SessionCache {
         let until = sent + fence::LEASE - fence::LEASE_MARGIN;
         self.leased_until
             .store(self.nanos(until), Ordering::Release);
+    }
+
+    /// The server has stopped: serve nothing more, and let the feed end.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.switch_off();
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
     }
 
     /// Stops serving at once, and empties.

@@ -36,21 +36,47 @@ impl Retention {
     }
 }
 
-/// Starts the thread; it stops once the cache is dropped (the server has stopped).
-pub fn spawn(cache: &Arc<SessionCache>, pool: Pool, retention: Retention) {
-    let cache: Weak<SessionCache> = Arc::downgrade(cache);
+/// The running thread, to stop when the server has stopped.
+pub struct Housekeeping {
+    cache: Arc<SessionCache>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Housekeeping {
+    /// Stops the thread and waits for it: it gives its lease up on the way
+    /// out, so no revoker waits for a stopped instance.
+    pub fn stop(mut self) {
+        self.cache.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the thread; it stops when told to ([`Housekeeping::stop`]) or once
+/// the cache is dropped.
+pub fn spawn(cache: &Arc<SessionCache>, pool: Pool, retention: Retention) -> Housekeeping {
+    let weak: Weak<SessionCache> = Arc::downgrade(cache);
     let spawned = std::thread::Builder::new()
         .name("latchkey-housekeeping".to_owned())
-        .spawn(move || run(&cache, &pool, &retention));
-    if let Err(error) = spawned {
-        tracing::error!(%error, "cannot start the housekeeping thread: the session cache stays off");
+        .spawn(move || run(&weak, &pool, &retention));
+    let thread = match spawned {
+        Ok(thread) => Some(thread),
+        Err(error) => {
+            tracing::error!(%error, "cannot start the housekeeping thread: the session cache stays off");
+            None
+        }
+    };
+    Housekeeping {
+        cache: cache.clone(),
+        thread,
     }
 }
 
 fn run(cache: &Weak<SessionCache>, pool: &Pool, retention: &Retention) {
     let mut feed = EventFeed::default();
     let mut last_sweep: Option<Instant> = None;
-    while let Some(cache) = cache.upgrade() {
+    while let Some(cache) = cache.upgrade().filter(|c| !c.stopped()) {
         // A cache that never serves takes no lease: revokers never wait for it.
         if cache.enabled() {
             if let Err(error) = feed.poll(&cache, pool) {

@@ -294,3 +294,52 @@ fn key_hash_of(cookie: &str) -> String {
     let value = cookie.split_once('=').map_or("", |(_, v)| v);
     store::hash_key(&value[value.len() - 64..])
 }
+
+fn leases(app: &TestApp) -> i64 {
+    use latchkey::db::schema::instances;
+    instances::table
+        .count()
+        .get_result(&mut app.db.connect())
+        .unwrap()
+}
+
+async fn leases_become(app: &TestApp, want: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while leases(app) != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leases never became {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+both_backends! {
+    async fn a_stopped_instance_gives_its_lease_up(backend: Backend) {
+        let app = spawn_app(backend).await;
+        leases_become(&app, 1).await;
+        let port = free_port();
+        let key = "ab".repeat(64);
+        let addr = format!("127.0.0.1:{port}");
+        let mut server = latchkey(
+            &[],
+            &[
+                ("DATABASE_URL", &app.db.url_string()),
+                ("LATCHKEY_ADDR", &addr),
+                ("LATCHKEY_SECRET_KEY", &key),
+            ],
+            app.db.dir.path(),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+        leases_become(&app, 2).await;
+
+        sigterm(&server);
+        let exit = tokio::task::spawn_blocking(move || server.wait()).await.unwrap().unwrap();
+
+        assert!(exit.success(), "{exit:?}");
+        assert_eq!(leases(&app), 1, "the stopped instance's lease is gone: no revoker waits for it");
+    }
+}
