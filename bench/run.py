@@ -283,11 +283,24 @@ def scenarios(database_url, workdir):
     def protected_json(server):
         return beside_ceiling(server, "/protected", [f"Cookie: {server.login_cookie()}"])
 
+    def verify_session(server):
+        return beside_ceiling(server, "/auth/verify", [f"Cookie: {server.login_cookie()}"])
+
+    def verify_bearer(server):
+        token = subprocess.run(
+            [BIN, "token", "create", USER, "--name", f"bench {server.port}"],
+            env=base_env(database_url), cwd=workdir, check=True, capture_output=True,
+            text=True).stdout.strip()
+        return beside_ceiling(server, "/auth/verify", [f"Authorization: Bearer {token}"])
+
     results["ceiling"] = fresh(lambda s: wrk(f"{s.base}/bench/ceiling", workdir))
     results["protected_json"] = fresh(protected_json)
     # The strict path: no cache, no lease; one blocking hop and one query per request.
     results["protected_json_strict"] = fresh(protected_json,
                                              env={"LATCHKEY_SESSION_CACHE": "false"})
+    # Forward auth (nginx `auth_request`): the same hot path as /protected.
+    results["verify_session"] = fresh(verify_session)
+    results["verify_bearer"] = fresh(verify_bearer)
     results["protected_html"] = fresh(
         lambda s: wrk(f"{s.base}/protected", workdir, headers=[f"Cookie: {s.login_cookie()}", html]))
     results["login_page"] = fresh(lambda s: wrk(f"{s.base}/login", workdir, headers=[html]))
@@ -487,6 +500,79 @@ def logout_latency(database_url, workdir, leases):
     return results
 
 
+NGINX_CONF = """
+daemon off;
+worker_processes 1;
+pid {workdir}/nginx-{port}.pid;
+error_log {workdir}/nginx-{port}.err warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {workdir}/nginx-body;
+    proxy_temp_path {workdir}/nginx-proxy;
+    fastcgi_temp_path {workdir}/nginx-fastcgi;
+    uwsgi_temp_path {workdir}/nginx-uwsgi;
+    scgi_temp_path {workdir}/nginx-scgi;
+    upstream latchkey {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location = /auth/verify {{
+            internal;
+            proxy_pass http://latchkey;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+        }}
+        location / {{
+            {guard}
+            proxy_pass http://latchkey/bench/ceiling;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+def through_nginx(database_url, workdir):
+    """An app behind nginx (latchkey's own ceiling route stands in for it),
+    with and without `auth_request /auth/verify`: what guarding it costs."""
+    if not shutil.which("nginx"):
+        log("nginx not installed: the auth_request scenario is skipped")
+        return None
+    server = Server(database_url, workdir)
+    cookie = server.login_cookie()
+    out = {}
+    try:
+        for name, guard in (("plain", ""), ("auth_request", "auth_request /auth/verify;")):
+            port = free_port()
+            conf = os.path.join(workdir, f"nginx-{port}.conf")
+            with open(conf, "w") as f:
+                f.write(NGINX_CONF.format(workdir=workdir, port=port, upstream=server.port,
+                                          guard=guard))
+            nginx = subprocess.Popen(["nginx", "-c", conf, "-p", workdir],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.time() + 10
+                while True:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                        break
+                    except OSError:
+                        if time.time() > deadline:
+                            raise RuntimeError("nginx did not start")
+                        time.sleep(0.05)
+                out[name] = wrk(f"http://127.0.0.1:{port}/", workdir,
+                                headers=[f"Cookie: {cookie}"])
+            finally:
+                nginx.terminate()
+                nginx.wait(timeout=10)
+    finally:
+        server.stop()
+    return out
+
+
 def machine():
     model = "unknown"
     try:
@@ -519,6 +605,7 @@ def main():
         for name, url in backends.items():
             log(f"{name}: scenarios of {DURATION} s at {CONNECTIONS} connections")
             results[name] = scenarios(url, workdir)
+            results[name]["nginx"] = through_nginx(url, workdir)
             leases = PostgresLeases(postgres) if name == "postgres" else SqliteLeases(url)
             log(f"{name}: {LOGOUTS} logouts per setup ({', '.join(l for l, _, _ in LOGOUT_SETUPS)}), "
                 f"in {LOGOUT_ROUNDS} interleaved rounds")
@@ -572,6 +659,17 @@ def render(results, logouts, cores, model):
 
     versus_ceiling("protected_json", "GET /protected (cached)",
                    (("postgres", 0.50), ("sqlite", 0.50)))
+    versus_ceiling("verify_session", "GET /auth/verify with a session cookie",
+                   (("postgres", 0.50), ("sqlite", 0.50)))
+    versus_ceiling("verify_bearer", "GET /auth/verify with a bearer token",
+                   (("postgres", 0.50), ("sqlite", 0.50)))
+    for backend in ("postgres", "sqlite"):
+        nginx = results[backend].get("nginx")
+        if nginx:
+            ratio = nginx["auth_request"]["rps"] / nginx["plain"]["rps"]
+            lines.append(f"| an app behind nginx on {backend}: with `auth_request` vs without "
+                         f"| (reported) | {ratio:.0%} ({nginx['auth_request']['rps']:,.0f} vs "
+                         f"{nginx['plain']['rps']:,.0f} req/s) | - |")
     versus_ceiling("protected_json_strict", "GET /protected strict (`LATCHKEY_SESSION_CACHE=false`)",
                    (("postgres", 0.20), ("sqlite", 0.35)))
     for backend in ("postgres", "sqlite"):
@@ -642,6 +740,8 @@ def render(results, logouts, cores, model):
     for backend, r in results.items():
         ceiling = r["ceiling"]["rps"]
         for name, s in r.items():
+            if name == "nginx" or not s:
+                continue  # reported with the targets
             beside = (f"{s['rps'] / s['beside_ceiling_rps']:.1%} of {s['beside_ceiling_rps']:,.0f}"
                       if "beside_ceiling_rps" in s else "")
             lines.append(
