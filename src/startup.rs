@@ -191,6 +191,7 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<Parts
         0
     };
     let cache = SessionCache::new(capacity);
+    metrics.count_from(&hasher, &cache)?;
     housekeeping::spawn(&cache, pool.clone(), Retention::from_settings(&settings));
     let policy = SessionPolicy {
         idle_timeout: settings.session_idle_timeout,
