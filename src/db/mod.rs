@@ -82,7 +82,9 @@ where
     E: From<DbError> + Send + 'static,
 {
     let pool = pool.clone();
-    actix_web::web::block(move || run_here(&pool, job))
+    // What the job logs belongs to the request that asked for it.
+    let span = tracing::Span::current();
+    actix_web::web::block(move || span.in_scope(|| run_here(&pool, job)))
         .await
         .map_err(|_| E::from(DbError::Blocking))?
 }
@@ -113,7 +115,9 @@ where
     E: From<DbError> + Send + 'static,
 {
     let pool = pool.clone();
+    let span = tracing::Span::current();
     actix_web::web::block(move || {
+        let _request = span.enter();
         let mut tries = pool.max_size();
         loop {
             match run_once(&pool, &job) {
