@@ -167,7 +167,7 @@ both_backends! {
             &["user", "logout", TEST_USER],
             &["user", "passwd", TEST_USER, "--password-stdin"],
             &["user", "disable", TEST_USER],
-            &["user", "remove", TEST_USER],
+            &["user", "remove", TEST_USER, "--yes"],
         ];
         for command in commands {
             // Every command ends with the user logging in again (re-created if removed).
