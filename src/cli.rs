@@ -1,15 +1,20 @@
-//! The `latchkey` command line: serve, migrate, manage users, hash a password,
-//! import the breached-password list.
+//! The `latchkey` command line: serve, migrate, manage users and tokens, hash
+//! a password, import the breached-password list, print shell completions.
 //!
 //! Passwords come from a hidden prompt, or one line of stdin with
-//! `--password-stdin`; never from argv. Errors are one line and exit 1.
+//! `--password-stdin`; never from argv. Errors are one line. For scripts:
+//! the exit code is 0 done, 1 failure, 2 usage (clap's), 3 "already exists" or
+//! "not found" ([`CliError`]); listings take `--json` (one JSON document on
+//! stdout); commands that only read never create or migrate the database.
 
 use std::io::{BufRead, IsTerminal as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use clap::{Parser, Subcommand};
+use chrono::NaiveDateTime;
+use clap::{CommandFactory as _, Parser, Subcommand};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use serde_json::{json, Value};
 
 use crate::account::ops::{self, Sessions};
 use crate::audit::{self, Entry, Event};
@@ -22,6 +27,40 @@ use crate::users::{breached, hasher, queries, NewPassword, NewUser, User, Userna
 
 /// What the audit trail says of every change made from the command line.
 const BY_ADMIN: &str = "by admin (cli)";
+
+/// How a command failed, as its exit code tells a script.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A user or token named on the command line does not exist (exit 3).
+    #[error("{0}")]
+    NotFound(String),
+    /// What was to be created exists already (exit 3).
+    #[error("{0}")]
+    Exists(String),
+    /// Anything else (exit 1).
+    #[error(transparent)]
+    Other(anyhow::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::NotFound(_) | Self::Exists(_) => 3,
+            Self::Other(_) => 1,
+        }
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    /// Commands fail with `anyhow`; a `CliError` raised inside keeps its kind.
+    fn from(err: anyhow::Error) -> Self {
+        err.downcast::<Self>().unwrap_or_else(Self::Other)
+    }
+}
+
+fn no_user(name: &str) -> CliError {
+    CliError::NotFound(format!("no user named {name:?}"))
+}
 
 #[derive(Debug, Parser)]
 #[command(name = "latchkey", version, about = "A login/logout server")]
@@ -47,6 +86,9 @@ enum Command {
         /// How many events at most.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// One JSON array on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a bcrypt hash, for an admin's own seed migration.
     HashPassword {
@@ -60,6 +102,8 @@ enum Command {
     /// The offline breached-password list.
     #[command(subcommand)]
     Breached(BreachedCommand),
+    /// Print a completion script: `latchkey completions bash > /etc/bash_completion.d/latchkey`.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,7 +120,12 @@ enum TokenCommand {
         expires: String,
     },
     /// List a user's tokens (never their secrets).
-    List { name: String },
+    List {
+        name: String,
+        /// One JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke one of a user's tokens (in force on every running server when this exits).
     Revoke { name: String, id: i32 },
 }
@@ -100,9 +149,16 @@ enum UserCommand {
         name: String,
         #[arg(long)]
         password_stdin: bool,
+        /// When the user exists: change nothing and succeed (exit 0, not 3).
+        #[arg(long)]
+        if_missing: bool,
     },
     /// List users.
-    List,
+    List {
+        /// One JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Set a user's password; ends all of that user's sessions.
     Passwd {
         name: String,
@@ -113,17 +169,30 @@ enum UserCommand {
     Disable { name: String },
     /// Enable a disabled user.
     Enable { name: String },
-    /// Remove a user and all of that user's sessions.
-    Remove { name: String },
+    /// Remove a user and all of that user's sessions (asks first on a terminal).
+    Remove {
+        name: String,
+        /// Do not ask: needed without a terminal.
+        #[arg(long, short)]
+        yes: bool,
+    },
     /// List a user's active sessions.
-    Sessions { name: String },
+    Sessions {
+        name: String,
+        /// One JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// End all of a user's sessions.
     Logout { name: String },
 }
 
-/// Parses the command line and runs it.
-pub fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Runs a parsed command line (the server when it names no command).
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    dispatch(cli).map_err(CliError::from)
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(Settings::from_env()?),
         Command::Migrate => {
@@ -136,9 +205,9 @@ pub fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(command) => user(&Settings::from_env()?, command),
-        Command::Audit { user, limit } => {
-            let conn = &mut open(&Settings::from_env()?)?;
-            print_audit(conn, user.as_deref(), limit)
+        Command::Audit { user, limit, json } => {
+            let conn = &mut open_to_read(&Settings::from_env()?)?;
+            print_audit(conn, user.as_deref(), limit, json)
         }
         Command::HashPassword { password_stdin } => {
             let settings = Settings::from_env()?;
@@ -150,6 +219,11 @@ pub fn run() -> anyhow::Result<()> {
         Command::Breached(BreachedCommand::Import { file, output }) => {
             let settings = Settings::from_env()?;
             import_breached(&file, output.or(settings.breached_passwords))
+        }
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "latchkey", &mut std::io::stdout());
+            Ok(())
         }
     }
 }
@@ -173,7 +247,10 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 fn token(settings: &Settings, command: TokenCommand) -> anyhow::Result<()> {
-    let conn = &mut open(settings)?;
+    let conn = &mut match command {
+        TokenCommand::List { .. } => open_to_read(settings)?,
+        _ => open(settings)?,
+    };
     match command {
         TokenCommand::Create {
             name,
@@ -201,14 +278,25 @@ fn token(settings: &Settings, command: TokenCommand) -> anyhow::Result<()> {
             );
             println!("{}", secret.expose());
         }
-        TokenCommand::List { name } => {
+        TokenCommand::List { name, json } => {
             let user = find(conn, &name)?;
+            let rows = tokens::queries::list(conn, user.id)?;
+            if json {
+                return print_json(rows.iter().map(|row| {
+                    json!({
+                        "id": row.id,
+                        "name": row.name,
+                        "created_at": utc(row.created_at),
+                        "last_used_at": row.last_used_at.map(utc),
+                        "expires_at": utc(row.expires_at),
+                    })
+                }));
+            }
             let time = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M").to_string();
             println!(
                 "{:>6}  {:<30} {:<17} {:<17} EXPIRES",
                 "ID", "NAME", "CREATED", "LAST USED"
             );
-            let rows = tokens::queries::list(conn, user.id)?;
             for row in &rows {
                 println!(
                     "{:>6}  {:<30} {:<17} {:<17} {}",
@@ -225,7 +313,7 @@ fn token(settings: &Settings, command: TokenCommand) -> anyhow::Result<()> {
             let user = find(conn, &name)?;
             let entry = Entry::new(Event::TokenRevoked).detail(BY_ADMIN);
             if !ops::revoke_token(conn, user.id, id, entry)? {
-                bail!("{name:?} has no token {id}");
+                return Err(CliError::NotFound(format!("{name:?} has no token {id}")).into());
             }
             println!("revoked token {id} of {name:?}");
         }
@@ -241,15 +329,39 @@ fn open(settings: &Settings) -> anyhow::Result<AnyConnection> {
     Ok(conn)
 }
 
+/// One connection for a command that only reads: it neither creates nor
+/// migrates the database (a listing must not change the schema under a
+/// running server), and refuses one that this binary's migrations are not
+/// all applied to.
+fn open_to_read(settings: &Settings) -> anyhow::Result<AnyConnection> {
+    if let Some(file) = settings.database_url.sqlite_file() {
+        if !file.exists() {
+            bail!(
+                "no database at {}: `latchkey migrate` creates it",
+                file.display()
+            );
+        }
+    }
+    let mut conn = db::connect(&settings.database_url).context("cannot connect to the database")?;
+    if db::has_pending_migrations(&mut conn)? {
+        bail!("the database is not migrated: run `latchkey migrate` first");
+    }
+    Ok(conn)
+}
+
 fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
-    let conn = &mut open(settings)?;
+    let conn = &mut match command {
+        UserCommand::List { .. } | UserCommand::Sessions { .. } => open_to_read(settings)?,
+        _ => open(settings)?,
+    };
     let admin = |event| Entry::new(event).detail(BY_ADMIN);
     match command {
         UserCommand::Add {
             name,
             password_stdin,
-        } => add_user(conn, settings, &name, password_stdin),
-        UserCommand::List => list_users(conn),
+            if_missing,
+        } => add_user(conn, settings, &name, password_stdin, if_missing),
+        UserCommand::List { json } => list_users(conn, json),
         UserCommand::Passwd {
             name,
             password_stdin,
@@ -274,13 +386,16 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
             println!("enabled {name:?}");
             Ok(())
         }
-        UserCommand::Remove { name } => {
+        UserCommand::Remove { name, yes } => {
             let user = find(conn, &name)?;
+            if !yes {
+                confirm_removal(&user.username)?;
+            }
             let ended = ops::remove(conn, user.id, admin(Event::UserRemoved).of(&user))?;
             println!("removed {name:?}; {ended} session(s) ended");
             Ok(())
         }
-        UserCommand::Sessions { name } => list_sessions(conn, &name),
+        UserCommand::Sessions { name, json } => list_sessions(conn, &name, json),
         UserCommand::Logout { name } => {
             let user = find(conn, &name)?;
             let entry = admin(Event::SessionsEnded).of(&user);
@@ -291,13 +406,37 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Asks on the terminal before a user is removed; without a terminal there
+/// is no one to ask, and a script says `--yes`.
+fn confirm_removal(name: &str) -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!("not removed: no terminal to confirm on; pass --yes to remove {name:?}");
+    }
+    eprint!("Remove user {name:?} and end all of their sessions? [y/N] ");
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    if !matches!(answer.trim().to_lowercase().as_str(), "y" | "yes") {
+        bail!("not removed");
+    }
+    Ok(())
+}
+
 fn add_user(
     conn: &mut AnyConnection,
     settings: &Settings,
     name: &str,
     password_stdin: bool,
+    if_missing: bool,
 ) -> anyhow::Result<()> {
     let username = Username::parse(name)?;
+    // Before asking for a password that would not be used.
+    if let Some(user) = queries::find_by_username(conn, username.as_str())? {
+        return taken(&user.username, if_missing);
+    }
     let password = read_new_password(settings, password_stdin, Some(&username))?;
     let hash = hasher::hash(&password, settings.bcrypt_cost)?;
     let new_user = NewUser {
@@ -307,10 +446,11 @@ fn add_user(
     let entry = Entry::new(Event::UserCreated).detail(BY_ADMIN);
     let user = match ops::create(conn, &new_user, entry) {
         Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-            // Say which spelling holds the name: it may be another than the one typed.
-            let taken = queries::find_by_username(conn, username.as_str())?
+            // Created meanwhile. Say which spelling holds the name: it may be
+            // another than the one typed.
+            let holder = queries::find_by_username(conn, username.as_str())?
                 .map_or_else(|| username.to_string(), |u| u.username);
-            bail!("user {taken:?} already exists")
+            return taken(&holder, if_missing);
         }
         created => created?,
     };
@@ -318,13 +458,35 @@ fn add_user(
     Ok(())
 }
 
-fn list_users(conn: &mut AnyConnection) -> anyhow::Result<()> {
+/// `user add` of a name that is taken: "already exists" (exit 3), or with
+/// `--if-missing` done, nothing changed.
+fn taken(name: &str, if_missing: bool) -> anyhow::Result<()> {
+    if !if_missing {
+        return Err(CliError::Exists(format!("user {name:?} already exists")).into());
+    }
+    println!("user {name:?} already exists; nothing changed");
+    Ok(())
+}
+
+fn list_users(conn: &mut AnyConnection, json: bool) -> anyhow::Result<()> {
+    let users = queries::list(conn)?;
+    if json {
+        return print_json(users.iter().map(|user| {
+            json!({
+                "id": user.id,
+                "username": user.username,
+                "active": user.is_active,
+                "created_at": utc(user.created_at),
+                "last_login_at": user.last_login_at.map(utc),
+            })
+        }));
+    }
     let time = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
     println!(
         "{:>6}  {:<24} {:<8} {:<20} LAST LOGIN",
         "ID", "USERNAME", "ACTIVE", "CREATED"
     );
-    for user in queries::list(conn)? {
+    for user in users {
         println!(
             "{:>6}  {:<24} {:<8} {:<20} {}",
             user.id,
@@ -337,9 +499,21 @@ fn list_users(conn: &mut AnyConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn list_sessions(conn: &mut AnyConnection, name: &str) -> anyhow::Result<()> {
+fn list_sessions(conn: &mut AnyConnection, name: &str, json: bool) -> anyhow::Result<()> {
     let user = find(conn, name)?;
     let sessions = session_queries::list_for_user(conn, user.id, db::now())?;
+    if json {
+        return print_json(sessions.iter().map(|s| {
+            json!({
+                "id": s.public_id,
+                "created_at": utc(s.created_at),
+                "last_seen_at": utc(s.last_seen_at),
+                "expires_at": utc(s.expires_at),
+                "client_ip": s.client_ip,
+                "user_agent": s.user_agent,
+            })
+        }));
+    }
     println!(
         "{:<20} {:<20} {:<20} {:<40} USER AGENT",
         "CREATED", "LAST SEEN", "EXPIRES", "CLIENT"
@@ -359,12 +533,36 @@ fn list_sessions(conn: &mut AnyConnection, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_audit(conn: &mut AnyConnection, user: Option<&str>, limit: u32) -> anyhow::Result<()> {
+fn print_audit(
+    conn: &mut AnyConnection,
+    user: Option<&str>,
+    limit: u32,
+    json: bool,
+) -> anyhow::Result<()> {
     let user = match user {
         Some(name) => Some((name, queries::find_by_username(conn, name)?.map(|u| u.id))),
         None => None,
     };
     let rows = audit::list(conn, user, i64::from(limit))?;
+    // A removed user's events are still theirs; a name nobody ever had is a mistake.
+    if let Some((name, None)) = user {
+        if rows.is_empty() {
+            return Err(no_user(name).into());
+        }
+    }
+    if json {
+        return print_json(rows.iter().map(|row| {
+            json!({
+                "at": utc(row.at),
+                "event": row.event,
+                "user_id": row.user_id,
+                "username": row.username,
+                "client_ip": row.client_ip,
+                "user_agent": row.user_agent,
+                "detail": row.detail,
+            })
+        }));
+    }
     println!(
         "{:<20} {:<22} {:<20} {:<40} {:<24} USER AGENT",
         "TIME (UTC)", "EVENT", "USER", "CLIENT", "DETAIL"
@@ -390,7 +588,20 @@ fn print_audit(conn: &mut AnyConnection, user: Option<&str>, limit: u32) -> anyh
 }
 
 fn find(conn: &mut AnyConnection, name: &str) -> anyhow::Result<User> {
-    queries::find_by_username(conn, name)?.with_context(|| format!("no user named {name:?}"))
+    Ok(queries::find_by_username(conn, name)?.ok_or_else(|| no_user(name))?)
+}
+
+/// A listing for scripts: one JSON array on stdout.
+fn print_json(rows: impl Iterator<Item = Value>) -> anyhow::Result<()> {
+    let document = Value::Array(rows.collect());
+    println!("{}", serde_json::to_string_pretty(&document)?);
+    Ok(())
+}
+
+/// A stored (UTC) time as JSON gives it: RFC 3339, `2025-01-31T12:00:00Z`.
+fn utc(time: NaiveDateTime) -> String {
+    time.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Builds the breached-password filter file from a Have I Been Pwned download.

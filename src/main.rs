@@ -1,5 +1,9 @@
 #![forbid(unsafe_code)]
 
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use latchkey::cli::Cli;
 use tracing_subscriber::EnvFilter;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`); as JSON lines when
@@ -32,13 +36,16 @@ fn init_logging() -> Result<(), String> {
     Ok(())
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
+    // Parsed first: `--help`, `--version` and usage errors (exit 2) answer
+    // whatever the environment holds.
+    let cli = Cli::parse();
     if let Err(message) = init_logging() {
         eprintln!("latchkey: error: {message}");
-        return std::process::ExitCode::FAILURE;
+        return ExitCode::FAILURE;
     }
-    match latchkey::cli::run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    match latchkey::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // One line, whatever the cause chain holds.
             let message = format!("{err:#}")
@@ -46,7 +53,7 @@ fn main() -> std::process::ExitCode {
                 .collect::<Vec<_>>()
                 .join(" ");
             eprintln!("latchkey: error: {message}");
-            std::process::ExitCode::FAILURE
+            ExitCode::from(err.exit_code())
         }
     }
 }

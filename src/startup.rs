@@ -200,6 +200,7 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<(Part
         0
     };
     let cache = SessionCache::new(capacity);
+    metrics.count_from(&hasher, &cache)?;
     let housekeeping =
         housekeeping::spawn(&cache, pool.clone(), Retention::from_settings(&settings));
     let policy = SessionPolicy {

@@ -4,7 +4,7 @@
 use actix_identity::IdentityExt as _;
 use actix_session::SessionExt as _;
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
+use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::{ready, Either, LocalBoxFuture, Ready};
 
 use super::bearer;
@@ -12,6 +12,7 @@ use crate::error::AppError;
 use crate::sessions::store::PRINCIPAL_KEY;
 use crate::state::AppState;
 use crate::users::{Principal, UserId};
+use crate::web::identify;
 
 /// What a request signed in with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +46,7 @@ impl FromRequest for CurrentUser {
         Either::Right(Box::pin(async move {
             let state = AppState::of(&req)?;
             let user = bearer::authenticate(state, &req, &token).await?;
-            req.extensions_mut().insert(user.id);
+            identify(&req, user.id);
             Ok(CurrentUser {
                 user,
                 via: Credential::Token,
@@ -64,8 +65,7 @@ fn from_session(req: &HttpRequest) -> Result<CurrentUser, AppError> {
         .flatten();
     match principal {
         Some(user) if user.is_active && Some(user.id) == id => {
-            // For the request log line.
-            req.extensions_mut().insert(user.id);
+            identify(req, user.id);
             Ok(CurrentUser {
                 user,
                 via: Credential::Session,

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use diesel::connection::SimpleConnection as _;
+use diesel::migration::{Migration as _, MigrationSource};
 use diesel::r2d2::R2D2Connection as _;
 use diesel::{Connection as _, ConnectionError, PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness as _};
@@ -82,7 +84,9 @@ where
     E: From<DbError> + Send + 'static,
 {
     let pool = pool.clone();
-    actix_web::web::block(move || run_here(&pool, job))
+    // What the job logs belongs to the request that asked for it.
+    let span = tracing::Span::current();
+    actix_web::web::block(move || span.in_scope(|| run_here(&pool, job)))
         .await
         .map_err(|_| E::from(DbError::Blocking))?
 }
@@ -113,7 +117,9 @@ where
     E: From<DbError> + Send + 'static,
 {
     let pool = pool.clone();
+    let span = tracing::Span::current();
     actix_web::web::block(move || {
+        let _request = span.enter();
         let mut tries = pool.max_size();
         loop {
             match run_once(&pool, &job) {
@@ -356,13 +362,75 @@ pub fn run_migrations(conn: &mut AnyConnection) -> anyhow::Result<usize> {
     applied.map_err(|e| anyhow::anyhow!("migration failed: {e}"))
 }
 
-/// Whether migrations embedded in this binary have not been applied yet.
+/// Whether migrations embedded in this binary have not been applied yet (all
+/// of them, on a database never migrated). Only reads: diesel's own check
+/// creates its bookkeeping table, and readiness probes and listings must not
+/// write.
 pub fn has_pending_migrations(conn: &mut AnyConnection) -> anyhow::Result<bool> {
-    let pending = match conn {
-        AnyConnection::Postgresql(pg) => pg.has_pending_migration(POSTGRES_MIGRATIONS),
-        AnyConnection::Sqlite(lite) => lite.has_pending_migration(SQLITE_MIGRATIONS),
+    let (known, applied) = match conn {
+        AnyConnection::Postgresql(pg) => (
+            versions::<diesel::pg::Pg>(&POSTGRES_MIGRATIONS)?,
+            applied_versions(
+                pg,
+                "SELECT count(*) AS n FROM pg_tables \
+                 WHERE schemaname = current_schema() AND tablename = '__diesel_schema_migrations'",
+            ),
+        ),
+        AnyConnection::Sqlite(lite) => (
+            versions::<diesel::sqlite::Sqlite>(&SQLITE_MIGRATIONS)?,
+            applied_versions(
+                lite,
+                "SELECT count(*) AS n FROM sqlite_master \
+                 WHERE type = 'table' AND name = '__diesel_schema_migrations'",
+            ),
+        ),
     };
-    pending.map_err(|e| anyhow::anyhow!("cannot read the applied migrations: {e}"))
+    let applied = applied.context("cannot read the applied migrations")?;
+    Ok(known.iter().any(|version| !applied.contains(version)))
+}
+
+/// The versions of the migrations embedded for one backend.
+fn versions<DB: diesel::backend::Backend>(
+    migrations: &EmbeddedMigrations,
+) -> anyhow::Result<Vec<String>>
+where
+    EmbeddedMigrations: MigrationSource<DB>,
+{
+    let migrations = MigrationSource::<DB>::migrations(migrations)
+        .map_err(|e| anyhow::anyhow!("cannot read the embedded migrations: {e}"))?;
+    Ok(migrations
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .collect())
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Applied {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    version: String,
+}
+
+/// The versions recorded as applied; none when the bookkeeping table (found
+/// by `table_exists`, a count) is missing.
+fn applied_versions<C>(conn: &mut C, table_exists: &str) -> diesel::QueryResult<Vec<String>>
+where
+    C: diesel::connection::LoadConnection,
+    for<'a> diesel::query_builder::SqlQuery:
+        diesel::query_dsl::LoadQuery<'a, C, Count> + diesel::query_dsl::LoadQuery<'a, C, Applied>,
+{
+    use diesel::RunQueryDsl as _;
+    if diesel::sql_query(table_exists).get_result::<Count>(conn)?.n == 0 {
+        return Ok(Vec::new());
+    }
+    let applied = diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+        .load::<Applied>(conn)?;
+    Ok(applied.into_iter().map(|row| row.version).collect())
 }
 
 /// The database's clock, for times every instance compares (leases): on

@@ -8,7 +8,7 @@ use super::remember;
 use super::store::{CLIENT_IP_KEY, PUBLIC_ID_KEY, USER_AGENT_KEY};
 use crate::error::AppError;
 use crate::users::UserId;
-use crate::web::Client;
+use crate::web::{identify, Client};
 
 /// Starts a session for a user who has just proved who they are. The key is
 /// renewed (the old row deleted: no session fixation); the client's address
@@ -21,6 +21,7 @@ pub fn begin(
     remembered: bool,
 ) -> Result<(), AppError> {
     Identity::login(&req.extensions(), user_id.to_string()).map_err(AppError::internal)?;
+    identify(req, user_id);
     let session = req.get_session();
     for (key, value) in [
         (CLIENT_IP_KEY, &client.ip),

@@ -11,7 +11,10 @@
 //! - logs one line per request (method, path without the query, status,
 //!   latency, request id, user id when known) and answers the request id in
 //!   `X-Request-Id`. Nothing else of the request is logged: no query string,
-//!   header, cookie or body.
+//!   header, cookie or body;
+//! - serves the request inside a span holding its request id (and its user
+//!   id once known), so that every line logged meanwhile, warnings and errors
+//!   included, names the request it belongs to.
 
 use std::time::Instant;
 
@@ -21,7 +24,8 @@ use actix_web::error::InternalError;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode, Uri};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpMessage as _, HttpResponse, ResponseError as _};
+use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse, ResponseError as _};
+use tracing::Instrument as _;
 
 use crate::error::{status_text, AppError, ErrorInfo};
 use crate::metrics::Metrics;
@@ -29,7 +33,7 @@ use crate::state::AppState;
 use crate::users::UserId;
 use crate::web::body::{unsupported_media_type, BodyKind, HeadersArrived, MAX_BODY_BYTES};
 use crate::web::pages::{self, ErrorPage, STYLE_HREF};
-use crate::web::Wants;
+use crate::web::{RequestSpan, Wants};
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                    base-uri 'none'; frame-ancestors 'none'";
@@ -39,32 +43,24 @@ pub async fn edge(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let exchange = Exchange::begin(&req);
+    // Every line logged while the request is served carries its id, and its
+    // user's once known (`web::identify`). ERROR: the span's level decides
+    // when it exists, and it must whenever any line of the request is logged.
+    let span = tracing::error_span!(
+        target: "latchkey::request",
+        "request",
+        request_id = %exchange.request_id,
+        user_id = tracing::field::Empty,
+    );
     req.extensions_mut().insert(exchange.wants);
     req.extensions_mut()
         .insert(HeadersArrived(exchange.started));
+    req.extensions_mut().insert(RequestSpan(span.clone()));
 
-    if let Err(err) = check_unsafe_request(&req, exchange.secure) {
-        let (req, _) = req.into_parts();
-        let response = exchange.finish(err.error_response());
-        exchange.log(response.status(), None, req.match_pattern().as_deref());
-        return Ok(ServiceResponse::new(req, response));
-    }
-    match next.call(req).await {
-        Ok(response) => {
-            let (req, res) = response.map_into_boxed_body().into_parts();
-            let response = exchange.finish(res);
-            let user = req.extensions().get::<UserId>().copied();
-            exchange.log(response.status(), user, req.match_pattern().as_deref());
-            Ok(ServiceResponse::new(req, response))
-        }
-        // Raised by a middleware, not a handler (the request is gone with it);
-        // its response, if it made one, is rendered like any other error.
-        Err(err) => {
-            let response = exchange.finish(err.error_response());
-            exchange.log(response.status(), None, None);
-            Err(InternalError::from_response(err, response).into())
-        }
-    }
+    let (result, served) = exchange.serve(req, next).instrument(span).await;
+    // Outside the span: the line names the request id and user itself.
+    exchange.log(served);
+    result
 }
 
 /// What the edge keeps of a request to finish its response and log it.
@@ -80,7 +76,57 @@ struct Exchange {
     metrics: Option<std::sync::Arc<Metrics>>,
 }
 
+/// What the request's log line says of how it was served.
+struct Served {
+    status: StatusCode,
+    user: Option<UserId>,
+    route: Option<String>,
+}
+
+impl Served {
+    /// `req`: the request, unless a middleware's error took it away.
+    fn of(response: &HttpResponse<BoxBody>, req: Option<&HttpRequest>) -> Self {
+        Self {
+            status: response.status(),
+            user: req.and_then(|req| req.extensions().get::<UserId>().copied()),
+            route: req.and_then(HttpRequest::match_pattern),
+        }
+    }
+}
+
 impl Exchange {
+    /// Checks the request, passes it on, and finishes the response.
+    async fn serve(
+        &self,
+        req: ServiceRequest,
+        next: Next<impl MessageBody + 'static>,
+    ) -> (Result<ServiceResponse<BoxBody>, actix_web::Error>, Served) {
+        if let Err(err) = check_unsafe_request(&req, self.secure) {
+            let (req, _) = req.into_parts();
+            let response = self.finish(err.error_response());
+            let served = Served::of(&response, Some(&req));
+            return (Ok(ServiceResponse::new(req, response)), served);
+        }
+        match next.call(req).await {
+            Ok(response) => {
+                let (req, res) = response.map_into_boxed_body().into_parts();
+                let response = self.finish(res);
+                let served = Served::of(&response, Some(&req));
+                (Ok(ServiceResponse::new(req, response)), served)
+            }
+            // Raised by a middleware, not a handler (the request is gone with it);
+            // its response, if it made one, is rendered like any other error.
+            Err(err) => {
+                let response = self.finish(err.error_response());
+                let served = Served::of(&response, None);
+                (
+                    Err(InternalError::from_response(err, response).into()),
+                    served,
+                )
+            }
+        }
+    }
+
     fn begin(req: &ServiceRequest) -> Self {
         let state = req.app_data::<web::Data<AppState>>();
         Self {
@@ -117,10 +163,15 @@ impl Exchange {
     }
 
     /// Counts the request and logs its one line.
-    fn log(&self, status: StatusCode, user: Option<UserId>, route: Option<&str>) {
+    fn log(&self, served: Served) {
+        let Served {
+            status,
+            user,
+            route,
+        } = served;
         let elapsed = self.started.elapsed();
         if let Some(metrics) = &self.metrics {
-            let route = route.unwrap_or("unmatched");
+            let route = route.as_deref().unwrap_or("unmatched");
             metrics.request(self.method.as_str(), route, status.as_u16(), elapsed);
         }
         tracing::info!(

@@ -34,22 +34,20 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError
 /// `GET /metrics`: Prometheus text format, on the metrics listener only (its
 /// login outcomes would tell an outsider which usernames exist).
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    let hashing = state.hasher.stats();
     let pool = state.pool.state();
-    let (cache_hits, cache_misses) = state.cache.hits_and_misses();
     // The database may be away: the other metrics still matter then.
-    let sessions_active = state
-        .db(|conn| Ok(sessions::count_live(conn, db::now())?))
-        .await
-        .ok();
+    let sessions_active = if state.metrics.sessions_due() {
+        state
+            .db(|conn| Ok(sessions::count_live(conn, db::now())?))
+            .await
+            .ok()
+    } else {
+        None
+    };
     state.metrics.observe(Snapshot {
-        hash_computed: hashing.computed,
-        hash_rejected: hashing.shed,
-        hash_waiting: hashing.waiting,
+        hash_waiting: state.hasher.stats().waiting,
         pool_connections: pool.connections,
         pool_idle: pool.idle_connections,
-        cache_hits,
-        cache_misses,
         sessions_active,
     });
     let body = state.metrics.encode().map_err(AppError::internal)?;

@@ -1,7 +1,7 @@
 //! The HTTP toolkit the handlers stand on: negotiation, bodies, CSRF, one-time
-//! notices, pages, redirects, who the client is. It imports nothing above it
-//! (only `config` and `error`); the app shell (`crate::shell`) and the feature
-//! modules build on it.
+//! notices, pages, redirects, who the client is, the request's span. It
+//! imports nothing above it (only `config`, `users` and `error`); the app
+//! shell (`crate::shell`) and the feature modules build on it.
 
 pub mod body;
 pub mod client;
@@ -14,7 +14,7 @@ pub mod redirect;
 
 use std::sync::Arc;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
 
 pub use body::{Body, BodyKind};
 pub use client::Client;
@@ -22,6 +22,7 @@ pub use negotiate::Wants;
 
 use crate::config::{SecretKey, Settings};
 use crate::error::AppError;
+use crate::users::UserId;
 use csrf::Csrf;
 use device::DeviceCookies;
 
@@ -48,6 +49,21 @@ impl WebContext {
             .map(|data| data.get_ref())
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("WebContext is not registered")))
     }
+}
+
+/// The request's root span, opened by the edge middleware (with the request
+/// id) and kept in the request's extensions: what is learnt while serving
+/// it is recorded there, so every later log line of the request carries it.
+#[derive(Debug, Clone)]
+pub struct RequestSpan(pub tracing::Span);
+
+/// Names the user a request is served for, once known: in the request's log
+/// line (the edge reads the id back) and on every line logged after.
+pub fn identify(req: &HttpRequest, user_id: UserId) {
+    if let Some(span) = req.extensions().get::<RequestSpan>() {
+        span.0.record("user_id", user_id.0);
+    }
+    req.extensions_mut().insert(user_id);
 }
 
 /// `303 See Other` to a local path.

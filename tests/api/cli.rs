@@ -77,14 +77,114 @@ both_backends! {
         let app = spawn_app(backend).await;
         let cookie = session_cookie(app.login_test_user().await.headers()).unwrap();
 
-        let out = app.cli(&["user", "remove", TEST_USER], "");
+        let out = app.cli(&["user", "remove", TEST_USER, "--yes"], "");
 
         assert!(out.status.success(), "{}", output_text(&out));
         assert_eq!(app.session_rows(), 0);
         assert_eq!(app.get_with_cookie("/protected", &cookie).await.status(), StatusCode::UNAUTHORIZED);
-        assert_fails_with(&app.cli(&["user", "remove", TEST_USER], ""), "no user named");
+        assert_fails_with(&app.cli(&["user", "remove", TEST_USER, "--yes"], ""), "no user named");
     }
 
+    async fn remove_without_a_terminal_needs_yes(backend: Backend) {
+        let app = spawn_app(backend).await;
+
+        let out = app.cli(&["user", "remove", TEST_USER], "y\n");
+
+        assert_fails_with(&out, "pass --yes");
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(app.login(TEST_USER, TEST_PASSWORD).await.status(), StatusCode::OK);
+    }
+
+    async fn exit_codes_tell_taken_and_missing_from_failures(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let code = |args: &[&str], stdin: &str| {
+            let out = app.cli(args, stdin);
+            assert_eq!(stderr(&out).trim_end().lines().count(), usize::from(!out.status.success()), "{}", output_text(&out));
+            out.status.code()
+        };
+
+        let taken = code(&["user", "add", TEST_USER, "--password-stdin"], "another fine password\n");
+        let again = app.cli(&["user", "add", TEST_USER, "--if-missing"], "");
+        let created = code(&["user", "add", "newcomer", "--if-missing", "--password-stdin"], "a fine password of her own\n");
+
+        assert_eq!(taken, Some(3), "already exists");
+        assert_eq!(again.status.code(), Some(0), "{}", output_text(&again));
+        assert!(stdout(&again).contains("nothing changed"));
+        assert_eq!(created, Some(0));
+        assert_eq!(app.login("newcomer", "a fine password of her own").await.status(), StatusCode::OK);
+        for args in [
+            &["user", "passwd", "ghost", "--password-stdin"][..],
+            &["user", "disable", "ghost"],
+            &["user", "remove", "ghost", "--yes"],
+            &["user", "sessions", "ghost"],
+            &["token", "list", "ghost"],
+            &["token", "revoke", TEST_USER, "999"],
+            &["audit", "--user", "ghost"],
+        ] {
+            assert_eq!(code(args, "a fine password for a ghost\n"), Some(3), "not found: {args:?}");
+        }
+        assert_eq!(code(&["user", "add", "bob", "--password-stdin"], "password\n"), Some(1), "a failure");
+        assert_eq!(app.cli(&["user", "frobnicate"], "").status.code(), Some(2), "usage");
+    }
+
+    async fn listings_print_one_json_document(backend: Backend) {
+        let app = spawn_app(backend).await;
+        app.login_test_user().await;
+        let created = app.cli(&["token", "create", TEST_USER, "--name", "deploy script"], "");
+        assert!(created.status.success(), "{}", output_text(&created));
+        let json = |args: &[&str]| -> serde_json::Value {
+            let out = app.cli(args, "");
+            assert!(out.status.success(), "{}", output_text(&out));
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+        };
+
+        let users = json(&["user", "list", "--json"]);
+        let sessions = json(&["user", "sessions", TEST_USER, "--json"]);
+        let tokens = json(&["token", "list", TEST_USER, "--json"]);
+        let audit = json(&["audit", "--user", TEST_USER, "--json"]);
+
+        assert_eq!(users[0]["username"], TEST_USER, "{users}");
+        assert_eq!(users[0]["id"], app.test_user_id.0);
+        assert_eq!(users[0]["active"], true);
+        assert!(users[0]["last_login_at"].as_str().unwrap().ends_with('Z'), "{users}");
+        assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
+        assert_eq!(sessions[0]["client_ip"], "127.0.0.1");
+        assert_eq!(tokens.as_array().unwrap().len(), 1, "{tokens}");
+        assert_eq!(tokens[0]["name"], "deploy script");
+        assert_eq!(tokens[0]["last_used_at"], serde_json::Value::Null);
+        assert!(!tokens.to_string().contains("lk_"), "never the secret");
+        let events: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+        assert!(events.contains(&"login_success") && events.contains(&"token_created"), "{audit}");
+    }
+
+    async fn commands_that_only_read_leave_an_unmigrated_database_alone(backend: Backend) {
+        let db = TestDb::new(backend);
+        let readers: [&[&str]; 4] = [
+            &["user", "list"],
+            &["user", "sessions", TEST_USER, "--json"],
+            &["token", "list", TEST_USER],
+            &["audit"],
+        ];
+        // No SQLite file yet: none is created.
+        if let Some(file) = db.url.sqlite_file() {
+            for args in readers {
+                assert_fails_with(&db.cli(args, ""), "latchkey migrate");
+            }
+            assert!(!file.exists(), "a listing created the database");
+            drop(db.connect());
+        }
+
+        for args in readers {
+            let out = db.cli(args, "");
+            assert_fails_with(&out, "not migrated");
+            assert_eq!(out.status.code(), Some(1));
+        }
+
+        let migrate = db.cli(&["migrate"], "");
+        assert!(migrate.status.success(), "{}", output_text(&migrate));
+        assert!(!stdout(&migrate).contains("applied 0 "), "a listing migrated: {}", stdout(&migrate));
+        assert!(db.cli(&["user", "list"], "").status.success());
+    }
     async fn sessions_lists_and_logout_ends_a_users_sessions(backend: Backend) {
         let app = spawn_app(backend).await;
         app.login_test_user().await;
@@ -119,4 +219,33 @@ both_backends! {
         assert!(bcrypt::verify("seeded password", &hash).unwrap());
         assert_fails_with(&db.cli(&["hash-password", "--password-stdin"], "password\n"), "too common");
     }
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run_cli(&["completions", shell], "", &[], dir.path());
+
+        assert!(out.status.success(), "{}", output_text(&out));
+        assert!(stdout(&out).contains("latchkey"), "{shell}");
+        assert!(stdout(&out).contains("if-missing"), "{shell}");
+    }
+    let unknown = run_cli(&["completions", "cmd.exe"], "", &[], dir.path());
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
+#[test]
+fn help_works_whatever_the_environment_holds() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let out = run_cli(
+        &["--help"],
+        "",
+        &[("LATCHKEY_LOG_FORMAT", "yaml")],
+        dir.path(),
+    );
+
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(stdout(&out).contains("Usage"), "{}", stdout(&out));
 }

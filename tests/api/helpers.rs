@@ -203,12 +203,16 @@ pub fn run_cli(args: &[&str], stdin: &str, env: &[(&str, &str)], cwd: &std::path
         .stderr(Stdio::piped())
         .spawn()
         .expect("run latchkey");
-    child
+    let written = child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
+        .write_all(stdin.as_bytes());
+    // A command may well be done before reading its input (`user add` of a
+    // name that is taken does not ask for the password).
+    if let Err(e) = written {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+    }
     child.wait_with_output().expect("latchkey output")
 }
 

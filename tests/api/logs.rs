@@ -5,8 +5,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use diesel::connection::SimpleConnection as _;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -148,6 +149,73 @@ both_backends! {
             ("secret key", &secret_key[..32]),
         ] {
             assert!(!log.contains(secret), "the {what} is in the log:\n{log}");
+        }
+    }
+}
+
+both_backends! {
+    async fn lines_logged_while_serving_a_request_carry_its_id(backend: Backend) {
+        let db = TestDb::new(backend);
+        assert!(db.cli(&["migrate"], "").status.success());
+        let user_id = add_user(&db, TEST_USER, TEST_PASSWORD, TEST_BCRYPT_COST);
+        let secret_key = "ab".repeat(64);
+        let served = Served::start(
+            &db,
+            &[("LATCHKEY_LOG_FORMAT", "json"), ("RUST_LOG", "info"), ("LATCHKEY_SECRET_KEY", &secret_key)],
+        );
+        let client = new_client();
+        let request = |method: reqwest::Method, path: &str, id: &str| {
+            client.request(method, format!("{}{path}", served.address)).header("x-request-id", id)
+        };
+        // Two spellings of one name seeded after start-up: the login's look-up
+        // folds them, and the second one collides (a warning, logged on a
+        // blocking thread).
+        db.connect()
+            .batch_execute("INSERT INTO users (username, password_hash) VALUES ('ZOE', 'x'), ('Zoe', 'x')")
+            .unwrap();
+        let collision = request(reqwest::Method::POST, "/login", "fold-1")
+            .json(&json!({"username": "zoe", "password": "whatever it is"}))
+            .send()
+            .await
+            .unwrap();
+        // A signed-in user's request that fails (an error, once the user is known).
+        let login = request(reqwest::Method::POST, "/login", "login-2")
+            .json(&json!({"username": TEST_USER, "password": TEST_PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        db.connect().batch_execute("DROP TABLE access_tokens").unwrap();
+        let broken = request(reqwest::Method::GET, "/account", "broken-3").send().await.unwrap();
+        // The database behind on its migrations: not ready (a warning).
+        db.connect().batch_execute("DELETE FROM __diesel_schema_migrations").unwrap();
+        let outage = request(reqwest::Method::GET, "/readyz", "outage-4").send().await.unwrap();
+        let log = served.stop();
+
+        assert_eq!(collision.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(login.status(), StatusCode::OK);
+        assert_eq!(broken.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(outage.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let lines: Vec<Value> = log
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect();
+        let user = json!(user_id.0);
+        for (id, level, message, user) in [
+            ("fold-1", "WARN", "a seeded user's name folds", None),
+            ("broken-3", "ERROR", "request failed", Some(&user)),
+            ("outage-4", "WARN", "service unavailable", None),
+        ] {
+            let line = lines
+                .iter()
+                .find(|l| l["message"].as_str().is_some_and(|m| m.starts_with(message)))
+                .unwrap_or_else(|| panic!("no {message:?} in {log}"));
+            assert_eq!(line["level"], level, "{line}");
+            assert_eq!(line["span"]["request_id"], id, "{line}");
+            assert_eq!(line["span"].get("user_id"), user, "{line}");
+            let requests: Vec<_> = lines.iter().filter(|l| l["request_id"] == id).collect();
+            assert_eq!(requests.len(), 1, "one request line for {id}: {log}");
+            assert_eq!(requests[0]["target"], "latchkey::request");
+            assert_eq!(requests[0].get("user_id"), user, "{}", requests[0]);
         }
     }
 }

@@ -63,6 +63,49 @@ both_backends! {
         assert!(scanned.contains("route=\"unmatched\""));
     }
 
+    async fn metrics_follow_the_prometheus_conventions(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let first = app.metrics().await;
+        app.login_test_user().await;
+        let brew = reqwest::Method::from_bytes(b"BREW").unwrap();
+        app.client.request(brew, app.url("/login")).send().await.unwrap();
+
+        let page = app.metrics().await;
+
+        let types: Vec<(&str, &str)> = page
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE ")?.split_once(' '))
+            .collect();
+        let totals: Vec<_> = types.iter().filter(|(name, _)| name.ends_with("_total")).collect();
+        assert!(totals.len() >= 8, "{page}");
+        for (name, kind) in totals {
+            assert_eq!(*kind, "counter", "{name}");
+        }
+        for name in [
+            "latchkey_hash_computed_total",
+            "latchkey_hash_rejected_total",
+            "latchkey_session_cache_lookups_total",
+        ] {
+            assert!(types.contains(&(name, "counter")), "{name} is not a counter");
+        }
+        let build = page.lines().find(|l| l.starts_with("latchkey_build_info{")).expect("build info");
+        assert!(build.ends_with("} 1"), "{build}");
+        assert!(build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))), "{build}");
+        let commit = build.split("commit=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap();
+        assert!(commit == "unknown" || (!commit.is_empty() && commit.chars().all(|c| c.is_ascii_hexdigit())), "{build}");
+        if cfg!(target_os = "linux") {
+            assert!(sample(&page, "process_resident_memory_bytes") > 0.0, "{page}");
+            assert!(page.contains("# TYPE process_cpu_seconds_total counter"));
+        }
+        // The client chooses the method: one it makes up is not a series of its own.
+        assert!(page.contains("latchkey_http_requests_total{method=\"OTHER\",route=\"/login\""), "{page}");
+        assert!(!page.contains("BREW"));
+        // The sessions table is counted at most every 30 seconds, not at every scrape.
+        assert_eq!(sample(&first, "latchkey_sessions_active"), 0.0);
+        assert_eq!(sample(&page, "latchkey_sessions_active"), 0.0, "counted again already");
+        assert_eq!(app.session_rows(), 1);
+    }
+
     async fn metrics_are_served_only_on_their_own_listener(backend: Backend) {
         let app = spawn_app(backend).await;
         let without = spawn_app_with(backend, |s| s.metrics_addr = None).await;
