@@ -232,4 +232,37 @@ both_backends! {
         assert!(mine.contains("2 event(s)"), "{mine}");
         assert!(mine.contains("user_disabled") && !mine.contains("nobody_at_all"), "{mine}");
     }
+
+    async fn concurrent_logins_and_logouts_wait_their_turn(backend: Backend) {
+        // A logout reads the last session event before it deletes: on SQLite
+        // a transaction that reads first fails at once ("database is locked",
+        // 503) instead of waiting when another connection wrote meanwhile.
+        let app = spawn_app(backend).await;
+        let clients = (0..4).map(|_| {
+            let url = app.address.clone();
+            async move {
+                let client = new_client();
+                let mut refused = Vec::new();
+                for _ in 0..50 {
+                    let login = client
+                        .post(format!("{url}/login"))
+                        .json(&json!({"username": TEST_USER, "password": TEST_PASSWORD}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let logout = client.post(format!("{url}/logout")).send().await.unwrap();
+                    for (what, status) in [("login", login.status()), ("logout", logout.status())] {
+                        if status != StatusCode::OK {
+                            refused.push(format!("{what}: {status}"));
+                        }
+                    }
+                }
+                refused
+            }
+        });
+
+        let refused: Vec<String> = futures_util::future::join_all(clients).await.concat();
+
+        assert!(refused.is_empty(), "{} of 400 refused: {refused:?}", refused.len());
+    }
 }
