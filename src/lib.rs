@@ -2,7 +2,7 @@
 //!
 //! Layers, each importing only from those before it:
 //! `config`, `db` → `users` → `error` → `web` (the HTTP toolkit) →
-//! `sessions`, `audit`, `metrics` → `state` → `auth`, `account` →
+//! `sessions`, `audit`, `metrics`, `factors` → `state` → `auth`, `account` →
 //! `shell`, `startup`, `cli`.
 #![forbid(unsafe_code)]
 
@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod factors;
 pub mod forward;
 pub mod metrics;
 pub mod sessions;

@@ -3,6 +3,7 @@
 
 pub mod confirm;
 pub mod device_name;
+pub mod factors;
 pub mod ops;
 pub mod routes;
 pub mod tokens;

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::confirm;
 use super::device_name::{device_name, UNKNOWN};
+use super::factors::{self, FactorView};
 use super::ops::{self, Sessions};
 use super::tokens::{self, TokenView};
 use crate::audit::{Entry, Event};
@@ -47,6 +48,9 @@ struct AccountPage<'a> {
     username: &'a str,
     sessions: &'a [SessionView],
     tokens: &'a [TokenView],
+    factors: &'a [FactorView],
+    totp_secret: Option<&'a str>,
+    recovery_codes: Option<&'a [String]>,
     csrf_token: &'a str,
     notice: Option<&'a str>,
     error: Option<&'a str>,
@@ -59,6 +63,10 @@ struct AccountPage<'a> {
 pub(super) struct Shown<'a> {
     pub error: Option<&'a str>,
     pub new_token: Option<&'a str>,
+    /// A TOTP enrolment under way: its secret, beside the QR code.
+    pub totp_secret: Option<&'a str>,
+    /// Recovery codes just made (shown this once).
+    pub recovery_codes: Option<&'a [String]>,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +119,7 @@ pub(super) async fn account_page(
 ) -> Result<HttpResponse, AppError> {
     let sessions = session_views(req, state, current).await?;
     let tokens = tokens::views(state, current).await?;
+    let factors = factors::views(state, current).await?;
     let context = PageContext::new(req)?;
     context.render(
         status,
@@ -119,6 +128,9 @@ pub(super) async fn account_page(
             username: &current.user.username,
             sessions: &sessions,
             tokens: &tokens,
+            factors: &factors,
+            totp_secret: shown.totp_secret,
+            recovery_codes: shown.recovery_codes,
             csrf_token: &context.csrf_token,
             notice: context.notice,
             error: shown.error,
@@ -139,11 +151,13 @@ pub async fn show(
     }
     let sessions = session_views(&req, &state, &current).await?;
     let tokens = tokens::views(&state, &current).await?;
+    let factors = factors::views(&state, &current).await?;
     Ok(HttpResponse::Ok().json(json!({
         "user_id": current.user.id,
         "username": current.user.username,
         "sessions": sessions,
         "tokens": tokens,
+        "factors": factors,
     })))
 }
 
@@ -354,5 +368,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(change_password),
         ))
         .configure(tokens::routes)
+        .configure(factors::routes)
         .configure(confirm::routes);
 }

@@ -9,6 +9,7 @@ use futures_util::future::{ready, Either, LocalBoxFuture, Ready};
 
 use super::bearer;
 use crate::error::AppError;
+use crate::sessions::current;
 use crate::sessions::store::PRINCIPAL_KEY;
 use crate::state::AppState;
 use crate::users::{Principal, UserId};
@@ -30,6 +31,8 @@ pub enum Credential {
 pub struct CurrentUser {
     pub user: Principal,
     pub via: Credential,
+    /// The session's login was completed with a second factor (never a token's).
+    pub second_factor: bool,
 }
 
 impl FromRequest for CurrentUser {
@@ -49,6 +52,7 @@ impl FromRequest for CurrentUser {
             Ok(CurrentUser {
                 user,
                 via: Credential::Token,
+                second_factor: false,
             })
         }))
     }
@@ -69,6 +73,7 @@ fn from_session(req: &HttpRequest) -> Result<CurrentUser, AppError> {
             Ok(CurrentUser {
                 user,
                 via: Credential::Session,
+                second_factor: current::second_factor(req),
             })
         }
         _ => {

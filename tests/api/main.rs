@@ -30,6 +30,7 @@ mod account;
 mod browser;
 mod cli;
 mod cluster;
+mod factors;
 mod helpers;
 mod keys;
 mod logs;
