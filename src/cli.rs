@@ -15,6 +15,7 @@ use crate::account::ops::{self, Sessions};
 use crate::audit::{self, Entry, Event};
 use crate::config::{Settings, BREACHED_PASSWORDS_VAR};
 use crate::db::{self, AnyConnection};
+use crate::factors::queries as factor_queries;
 use crate::sessions::queries as session_queries;
 use crate::startup::Application;
 use crate::tokens;
@@ -119,6 +120,11 @@ enum UserCommand {
     Sessions { name: String },
     /// End all of a user's sessions.
     Logout { name: String },
+    /// List a user's second factors (never their secrets).
+    Factors { name: String },
+    /// Remove every second factor and recovery code of a user, and end their
+    /// sessions (for a user who lost every factor).
+    ResetFactors { name: String },
 }
 
 /// Parses the command line and runs it.
@@ -281,6 +287,14 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
             Ok(())
         }
         UserCommand::Sessions { name } => list_sessions(conn, &name),
+        UserCommand::Factors { name } => list_factors(conn, &name),
+        UserCommand::ResetFactors { name } => {
+            let user = find(conn, &name)?;
+            let entry = admin(Event::FactorsReset).of(&user);
+            let (removed, ended) = ops::reset_factors(conn, user.id, entry)?;
+            println!("removed {removed} factor(s) of {name:?}; {ended} session(s) ended");
+            Ok(())
+        }
         UserCommand::Logout { name } => {
             let user = find(conn, &name)?;
             let entry = admin(Event::SessionsEnded).of(&user);
@@ -356,6 +370,29 @@ fn list_sessions(conn: &mut AnyConnection, name: &str) -> anyhow::Result<()> {
         );
     }
     println!("{} active session(s)", sessions.len());
+    Ok(())
+}
+
+fn list_factors(conn: &mut AnyConnection, name: &str) -> anyhow::Result<()> {
+    let user = find(conn, name)?;
+    let time = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M").to_string();
+    println!(
+        "{:>6}  {:<8} {:<30} {:<17} LAST USED",
+        "ID", "KIND", "NAME", "CREATED"
+    );
+    let rows = factor_queries::list(conn, user.id)?;
+    for row in &rows {
+        println!(
+            "{:>6}  {:<8} {:<30} {:<17} {}",
+            row.id,
+            row.kind,
+            row.name,
+            time(row.created_at),
+            row.last_used_at.map_or_else(|| "never".to_owned(), time),
+        );
+    }
+    let left = factor_queries::recovery_codes_left(conn, user.id)?;
+    println!("{} factor(s); {left} unused recovery code(s)", rows.len());
     Ok(())
 }
 

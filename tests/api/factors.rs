@@ -234,3 +234,24 @@ both_backends! {
         assert_eq!(app.login(TEST_USER, TEST_PASSWORD).await.status(), StatusCode::OK);
     }
 }
+
+both_backends! {
+    async fn an_admin_lists_and_resets_a_users_factors(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let (_, codes) = enrol(&app).await;
+        app.login(TEST_USER, TEST_PASSWORD).await;
+        assert_eq!(second_factor(&app, &codes[0]).await.status(), StatusCode::OK);
+
+        let listed = app.cli(&["user", "factors", TEST_USER], "");
+        assert!(listed.status.success(), "{}", output_text(&listed));
+        assert!(stdout(&listed).contains("1 factor(s); 9 unused recovery code(s)"), "{}", stdout(&listed));
+        let reset = app.cli(&["user", "reset-factors", TEST_USER], "");
+        assert!(reset.status.success(), "{}", output_text(&reset));
+
+        assert!(stdout(&reset).contains("removed 1 factor(s)"), "{}", stdout(&reset));
+        assert_eq!(app.get("/protected").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(app.login(TEST_USER, TEST_PASSWORD).await.status(), StatusCode::OK);
+        let unknown = app.cli(&["user", "reset-factors", "nobody"], "");
+        assert_fails_with(&unknown, "no user named");
+    }
+}
