@@ -47,6 +47,10 @@ pub enum AppError {
     /// `403` with `"reauth": true`, browsers are sent to `/account/confirm`.
     #[error("Please confirm your identity.")]
     ReauthRequired,
+    /// `LATCHKEY_REQUIRE_SECOND_FACTOR` and none enrolled yet: JSON gets `403`
+    /// with `"enrol": true`, browsers are sent to the account page to enrol.
+    #[error("Please set up a second factor.")]
+    EnrolRequired,
     #[error("Not found.")]
     NotFound,
     #[error("Method not allowed.")]
@@ -128,7 +132,9 @@ impl ResponseError for AppError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::LoginRequired | Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::ReauthRequired => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::ReauthRequired | Self::EnrolRequired => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -166,6 +172,9 @@ impl ResponseError for AppError {
         if matches!(self, Self::ReauthRequired) {
             body["reauth"] = serde_json::json!(true);
         }
+        if matches!(self, Self::EnrolRequired) {
+            body["enrol"] = serde_json::json!(true);
+        }
         let mut response = response
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(body);
@@ -175,6 +184,7 @@ impl ResponseError for AppError {
             send_to: match self {
                 Self::LoginRequired => Some("/login"),
                 Self::ReauthRequired => Some("/account/confirm"),
+                Self::EnrolRequired => Some("/account"),
                 _ => None,
             },
         });

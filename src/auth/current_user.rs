@@ -58,6 +58,15 @@ impl FromRequest for CurrentUser {
     }
 }
 
+/// What a session that must enrol a second factor may still reach: the
+/// account page (where the form is) and the enrolment itself.
+const ENROLMENT_PATHS: [&str; 4] = [
+    "/account",
+    "/account/totp",
+    "/account/totp/qr.svg",
+    "/account/totp/confirm",
+];
+
 fn from_session(req: &HttpRequest) -> Result<CurrentUser, AppError> {
     let identity = req.get_identity().map_err(|_| AppError::LoginRequired)?;
     let id = identity.id().ok().and_then(|id| id.parse::<UserId>().ok());
@@ -70,6 +79,9 @@ fn from_session(req: &HttpRequest) -> Result<CurrentUser, AppError> {
         Some(user) if user.is_active && Some(user.id) == id => {
             // For the request log line.
             req.extensions_mut().insert(user.id);
+            if current::must_enrol(req) && !ENROLMENT_PATHS.contains(&req.path()) {
+                return Err(AppError::EnrolRequired);
+            }
             Ok(CurrentUser {
                 user,
                 via: Credential::Session,

@@ -5,7 +5,7 @@ use actix_identity::Identity;
 use actix_web::cookie::Cookie;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{guard, web, HttpRequest, HttpResponse};
+use actix_web::{guard, web, HttpRequest, HttpResponse, ResponseError as _};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -109,6 +109,9 @@ async fn sign_in(
         return Ok(Outcome::Pending(kinds.iter().map(|k| k.as_str()).collect()));
     }
     current::begin(req, user.id, &asker.client, remember)?;
+    if state.settings.require_second_factor {
+        current::require_enrolment(req)?;
+    }
     if password_breached {
         let entry = Entry::new(Event::PasswordBreached)
             .of(&user)
@@ -149,6 +152,10 @@ pub async fn login_json(
         Outcome::SignedIn(signed_in) => signed_in,
         Outcome::Pending(kinds) => return Ok(second_factor_required(&kinds)),
     };
+    if state.settings.require_second_factor {
+        // Signed in, but only to enrol (see `CurrentUser`).
+        return signed_in.respond(AppError::EnrolRequired.error_response());
+    }
     let mut body = json!({
         "message": "Login successful!",
         "user_id": signed_in.user.id,
@@ -176,6 +183,9 @@ pub async fn login_form(
     let safe_next = safe_next_for(&next, &state.settings.allowed_hosts).unwrap_or("");
     match sign_in(&req, &state, &username, password, remember, safe_next).await {
         Ok(Outcome::Pending(_)) => Ok(edge::see_other("/login/second-factor")),
+        Ok(Outcome::SignedIn(signed_in)) if state.settings.require_second_factor => {
+            signed_in.respond(edge::see_other("/account#factors"))
+        }
         Ok(Outcome::SignedIn(signed_in)) => {
             let mut response = edge::see_other(
                 safe_next_for(&next, &state.settings.allowed_hosts).unwrap_or("/protected"),

@@ -24,6 +24,7 @@ pub fn begin(
     // Nothing proved by an earlier login in this browser carries over.
     session.remove(SECOND_FACTOR_KEY);
     session.remove(PENDING_KEY);
+    session.remove(MUST_ENROL_KEY);
     Identity::login(&req.extensions(), user_id.to_string()).map_err(AppError::internal)?;
     for (key, value) in [
         (CLIENT_IP_KEY, &client.ip),
@@ -98,6 +99,8 @@ pub const PENDING_LIFETIME_SECS: i64 = 300;
 pub const PENDING_MAX_TRIES: u32 = 5;
 
 const PENDING_KEY: &str = "latchkey.pending_login";
+/// Set when a login under `LATCHKEY_REQUIRE_SECOND_FACTOR` has no factor yet.
+const MUST_ENROL_KEY: &str = "latchkey.must_enrol";
 /// Set when this session's login was completed with a second factor.
 const SECOND_FACTOR_KEY: &str = "latchkey.second_factor";
 
@@ -170,9 +173,27 @@ pub fn complete(req: &HttpRequest, pending: &Pending, client: &Client) -> Result
 /// This session proved a second factor (a login completed with one, or a
 /// first factor enrolled in it).
 pub fn mark_second_factor(req: &HttpRequest) -> Result<(), AppError> {
-    req.get_session()
+    let session = req.get_session();
+    session.remove(MUST_ENROL_KEY);
+    session
         .insert(SECOND_FACTOR_KEY, true)
         .map_err(AppError::internal)
+}
+
+/// This session's user must enrol a second factor before anything else.
+pub fn require_enrolment(req: &HttpRequest) -> Result<(), AppError> {
+    req.get_session()
+        .insert(MUST_ENROL_KEY, true)
+        .map_err(AppError::internal)
+}
+
+/// Whether this session must enrol a second factor first.
+pub fn must_enrol(req: &HttpRequest) -> bool {
+    req.get_session()
+        .get::<bool>(MUST_ENROL_KEY)
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 /// Whether this session's login was completed with a second factor.

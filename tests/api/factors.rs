@@ -255,3 +255,24 @@ both_backends! {
         assert_fails_with(&unknown, "no user named");
     }
 }
+
+both_backends! {
+    async fn a_required_second_factor_is_enrolled_before_anything_else(backend: Backend) {
+        let app = spawn_app_with(backend, |s| s.require_second_factor = true).await;
+
+        let login = app.login(TEST_USER, TEST_PASSWORD).await;
+        assert_json(login, StatusCode::FORBIDDEN, json!({"message": "Please set up a second factor.", "enrol": true})).await;
+        assert_json(app.get("/protected").await, StatusCode::FORBIDDEN, json!({"message": "Please set up a second factor.", "enrol": true})).await;
+        let page = app.get_page("/protected").await;
+        assert_eq!(page.status(), StatusCode::SEE_OTHER);
+        assert!(location(&page).starts_with("/account"), "{}", location(&page));
+        let started = json_body(app.post_json("/account/totp", &json!({})).await).await;
+        let secret = started["secret"].as_str().unwrap();
+        let confirmed = app.post_json("/account/totp/confirm", &json!({"code": code_at(secret, 0)})).await;
+        assert_eq!(confirmed.status(), StatusCode::OK);
+
+        assert_eq!(app.get("/protected").await.status(), StatusCode::OK);
+        let verify = app.get("/auth/verify?second_factor=required").await;
+        assert_eq!(verify.status(), StatusCode::OK);
+    }
+}
