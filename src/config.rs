@@ -247,6 +247,8 @@ pub struct Settings {
     /// `LATCHKEY_REQUIRE_SECOND_FACTOR`: a user without a second factor must
     /// enrol one right after the password, and reaches nothing else until then.
     pub require_second_factor: bool,
+    /// `LATCHKEY_LINK_LIFETIME`: how long an invitation or reset link works.
+    pub link_lifetime: Duration,
 }
 
 /// One entry of `LATCHKEY_ALLOWED_HOSTS`: `app.example.com`, `*.example.com`,
@@ -403,6 +405,7 @@ impl Settings {
                 Some(v) => parse_bool("LATCHKEY_REQUIRE_SECOND_FACTOR", &v)?,
                 None => false,
             },
+            link_lifetime: parse_duration(&get, "LATCHKEY_LINK_LIFETIME", "72h")?,
         })
     }
 

@@ -53,6 +53,9 @@ pub enum AppError {
     EnrolRequired,
     #[error("Not found.")]
     NotFound,
+    /// A one-time link that is unknown, used or expired: one answer for all.
+    #[error("This link does not work any more: ask for a new one.")]
+    Gone,
     #[error("Method not allowed.")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -96,6 +99,10 @@ pub fn status_text(status: StatusCode) -> StatusText {
         405 => ("Method not allowed", "Method not allowed."),
         408 => ("Request timeout", "The request took too long to arrive."),
         409 => ("Conflict", "That already exists."),
+        410 => (
+            "Link no longer valid",
+            "This link does not work any more: ask for a new one.",
+        ),
         413 => ("Request too large", "Request body is too large."),
         415 => ("Unsupported request", "Unsupported media type."),
         429 => ("Too many attempts", "Too many attempts. Try again later."),
@@ -136,6 +143,7 @@ impl ResponseError for AppError {
                 StatusCode::FORBIDDEN
             }
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Gone => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

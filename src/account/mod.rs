@@ -7,5 +7,6 @@ pub mod factors;
 pub mod ops;
 pub mod routes;
 pub mod tokens;
+pub mod welcome;
 
 pub use routes::routes;

@@ -16,6 +16,7 @@ use crate::audit::{self, Entry};
 use crate::db;
 use crate::db::{AnyConnection, DbError};
 use crate::factors::{self, queries as factor_queries};
+use crate::links::{self, Link, LinkPurpose, LinkToken};
 use crate::sessions::{events, fence, queries as sessions};
 use crate::tokens::{queries as tokens, Secret, TokenRow};
 use crate::users::{queries as users, NewUser, User, UserId};
@@ -239,5 +240,44 @@ pub fn reset_factors(
         let note = format!("{removed} factor(s) removed; {}", ended(count));
         audit::record(conn, &entry.user(user_id).note(note))?;
         Ok((removed, count))
+    })
+}
+
+/// A one-time link for the user (an invitation or a reset), lasting
+/// `lifetime`; earlier unused links of the user stop working.
+pub fn create_link(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    purpose: LinkPurpose,
+    lifetime: std::time::Duration,
+    entry: Entry,
+) -> QueryResult<LinkToken> {
+    let token = LinkToken::generate();
+    let now = db::now();
+    let expires_at = now + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
+    conn.transaction(|conn| {
+        links::create(conn, user_id, &token, purpose, now, expires_at)?;
+        audit::record(conn, &entry.user(user_id).note(purpose.as_str()))?;
+        Ok(token)
+    })
+}
+
+/// Uses a link: sets the password and ends every session of the user (a
+/// reset: whoever held one is out). `false` when the link was used meanwhile.
+pub fn use_link(
+    conn: &mut AnyConnection,
+    link: Link,
+    hash: &str,
+    entry: Entry,
+) -> Result<bool, DbError> {
+    in_force(conn, |conn| {
+        if !links::take(conn, link.id, db::now())? {
+            return Ok(false);
+        }
+        users::set_password_hash(conn, link.user_id, hash)?;
+        let count = sessions::delete_for_user(conn, link.user_id, Sessions::All)?;
+        let detail = format!("{}; {}", link.purpose.as_str(), ended(count));
+        audit::record(conn, &entry.user(link.user_id).detail(detail))?;
+        Ok(true)
     })
 }

@@ -369,5 +369,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         ))
         .configure(tokens::routes)
         .configure(factors::routes)
+        .configure(super::welcome::routes)
         .configure(confirm::routes);
 }

@@ -44,3 +44,4 @@ mod revocation;
 mod seed;
 mod sessions;
 mod throttle;
+mod welcome;
