@@ -134,7 +134,7 @@ pub async fn confirm(
         return wrong("That password is not right.");
     }
     if let Some(code) = code {
-        if !service::check_code(&state, user_id, username, code, &asker).await? {
+        if !service::check_code(&state, user_id, username, code, &asker, false).await? {
             return wrong("That code is not right.");
         }
     }

@@ -94,8 +94,15 @@ pub async fn submit(
         return Err(AppError::BadRequest(MALFORMED.to_owned()));
     };
     let asker = Asker::of(&req)?;
-    let accepted =
-        service::check_code(&state, pending.user_id, &pending.username, code, &asker).await?;
+    let accepted = service::check_code(
+        &state,
+        pending.user_id,
+        &pending.username,
+        code,
+        &asker,
+        true,
+    )
+    .await?;
     if !accepted {
         pending.tries += 1;
         if pending.tries >= PENDING_MAX_TRIES {

@@ -123,6 +123,7 @@ pub async fn check_code(
     username: &str,
     code: Code,
     asker: &Asker,
+    completes_login: bool,
 ) -> Result<bool, AppError> {
     let (_, attempt, _reservation) = reserve(state, username, asker, Purpose::SecondFactor).await?;
     let sealer = state.sealer.clone();
@@ -143,7 +144,9 @@ pub async fn check_code(
                 match used {
                     Some(used) => {
                         throttle::clear(conn, &attempt)?;
-                        queries::record_login(conn, user_id)?;
+                        if completes_login {
+                            queries::record_login(conn, user_id)?;
+                        }
                         audit::record(conn, &used_entry.detail(used.kind().as_str()))?;
                     }
                     // The try's row stays: it is the failure.
