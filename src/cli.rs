@@ -20,6 +20,8 @@ use crate::account::ops::{self, Sessions};
 use crate::audit::{self, Entry, Event};
 use crate::config::{Settings, BREACHED_PASSWORDS_VAR};
 use crate::db::{self, AnyConnection};
+use crate::factors::queries as factor_queries;
+use crate::links::{self, LinkPurpose};
 use crate::sessions::queries as session_queries;
 use crate::startup::Application;
 use crate::tokens;
@@ -185,6 +187,17 @@ enum UserCommand {
     },
     /// End all of a user's sessions.
     Logout { name: String },
+    /// Create a user without a usable password (if missing) and print a
+    /// one-time link where they choose one.
+    Invite { name: String },
+    /// Print a one-time link where the user sets a new password (using it
+    /// ends their other sessions).
+    Reset { name: String },
+    /// List a user's second factors (never their secrets).
+    Factors { name: String },
+    /// Remove every second factor and recovery code of a user, and end their
+    /// sessions (for a user who lost every factor).
+    ResetFactors { name: String },
 }
 
 /// Runs a parsed command line (the server when it names no command).
@@ -396,6 +409,37 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
             Ok(())
         }
         UserCommand::Sessions { name, json } => list_sessions(conn, &name, json),
+        UserCommand::Invite { name } => {
+            let user = match queries::find_by_username(conn, &name)? {
+                Some(user) => user,
+                None => {
+                    let username = Username::parse(&name)?;
+                    let new_user = NewUser {
+                        username: username.as_str(),
+                        password_hash: links::NO_PASSWORD,
+                    };
+                    let user = ops::create(conn, &new_user, admin(Event::UserCreated))?;
+                    eprintln!(
+                        "created user {:?} (id {}) without a password",
+                        user.username, user.id
+                    );
+                    user
+                }
+            };
+            print_link(conn, settings, &user, LinkPurpose::Invite)
+        }
+        UserCommand::Reset { name } => {
+            let user = find(conn, &name)?;
+            print_link(conn, settings, &user, LinkPurpose::Reset)
+        }
+        UserCommand::Factors { name } => list_factors(conn, &name),
+        UserCommand::ResetFactors { name } => {
+            let user = find(conn, &name)?;
+            let entry = admin(Event::FactorsReset).of(&user);
+            let (removed, ended) = ops::reset_factors(conn, user.id, entry)?;
+            println!("removed {removed} factor(s) of {name:?}; {ended} session(s) ended");
+            Ok(())
+        }
         UserCommand::Logout { name } => {
             let user = find(conn, &name)?;
             let entry = admin(Event::SessionsEnded).of(&user);
@@ -530,6 +574,51 @@ fn list_sessions(conn: &mut AnyConnection, name: &str, json: bool) -> anyhow::Re
         );
     }
     println!("{} active session(s)", sessions.len());
+    Ok(())
+}
+
+/// Prints `LATCHKEY_PUBLIC_URL/welcome/TOKEN` (the URL resolved as the server
+/// does: required unless bound to loopback).
+fn print_link(
+    conn: &mut AnyConnection,
+    settings: &Settings,
+    user: &User,
+    purpose: LinkPurpose,
+) -> anyhow::Result<()> {
+    let public = settings.public_url(settings.addr.port())?;
+    let entry = Entry::new(Event::LinkCreated).detail(BY_ADMIN).of(user);
+    let token = ops::create_link(conn, user.id, purpose, settings.link_lifetime, entry)?;
+    let link = public.join(&format!("/welcome/{}", token.expose()))?;
+    eprintln!(
+        "one-time {} link for {:?}, valid for {}:",
+        purpose.as_str(),
+        user.username,
+        humantime::format_duration(settings.link_lifetime)
+    );
+    println!("{link}");
+    Ok(())
+}
+
+fn list_factors(conn: &mut AnyConnection, name: &str) -> anyhow::Result<()> {
+    let user = find(conn, name)?;
+    let time = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M").to_string();
+    println!(
+        "{:>6}  {:<8} {:<30} {:<17} LAST USED",
+        "ID", "KIND", "NAME", "CREATED"
+    );
+    let rows = factor_queries::list(conn, user.id)?;
+    for row in &rows {
+        println!(
+            "{:>6}  {:<8} {:<30} {:<17} {}",
+            row.id,
+            row.kind,
+            row.name,
+            time(row.created_at),
+            row.last_used_at.map_or_else(|| "never".to_owned(), time),
+        );
+    }
+    let left = factor_queries::recovery_codes_left(conn, user.id)?;
+    println!("{} factor(s); {left} unused recovery code(s)", rows.len());
     Ok(())
 }
 

@@ -244,6 +244,11 @@ pub struct Settings {
     pub cookie_domain: Option<String>,
     /// How recent a login or confirmation must be for sensitive changes.
     pub reauth_window: Duration,
+    /// `LATCHKEY_REQUIRE_SECOND_FACTOR`: a user without a second factor must
+    /// enrol one right after the password, and reaches nothing else until then.
+    pub require_second_factor: bool,
+    /// `LATCHKEY_LINK_LIFETIME`: how long an invitation or reset link works.
+    pub link_lifetime: Duration,
 }
 
 /// One entry of `LATCHKEY_ALLOWED_HOSTS`: `app.example.com`, `*.example.com`,
@@ -396,6 +401,11 @@ impl Settings {
                 .map(|v| parse_cookie_domain(&v))
                 .transpose()?,
             reauth_window: parse_duration(&get, "LATCHKEY_REAUTH_WINDOW", "10m")?,
+            require_second_factor: match get("LATCHKEY_REQUIRE_SECOND_FACTOR") {
+                Some(v) => parse_bool("LATCHKEY_REQUIRE_SECOND_FACTOR", &v)?,
+                None => false,
+            },
+            link_lifetime: parse_duration(&get, "LATCHKEY_LINK_LIFETIME", "72h")?,
         })
     }
 

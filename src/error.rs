@@ -47,8 +47,15 @@ pub enum AppError {
     /// `403` with `"reauth": true`, browsers are sent to `/account/confirm`.
     #[error("Please confirm your identity.")]
     ReauthRequired,
+    /// `LATCHKEY_REQUIRE_SECOND_FACTOR` and none enrolled yet: JSON gets `403`
+    /// with `"enrol": true`, browsers are sent to the account page to enrol.
+    #[error("Please set up a second factor.")]
+    EnrolRequired,
     #[error("Not found.")]
     NotFound,
+    /// A one-time link that is unknown, used or expired: one answer for all.
+    #[error("This link does not work any more: ask for a new one.")]
+    Gone,
     #[error("Method not allowed.")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -92,6 +99,10 @@ pub fn status_text(status: StatusCode) -> StatusText {
         405 => ("Method not allowed", "Method not allowed."),
         408 => ("Request timeout", "The request took too long to arrive."),
         409 => ("Conflict", "That already exists."),
+        410 => (
+            "Link no longer valid",
+            "This link does not work any more: ask for a new one.",
+        ),
         413 => ("Request too large", "Request body is too large."),
         415 => ("Unsupported request", "Unsupported media type."),
         429 => ("Too many attempts", "Too many attempts. Try again later."),
@@ -128,8 +139,11 @@ impl ResponseError for AppError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::LoginRequired | Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::ReauthRequired => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::ReauthRequired | Self::EnrolRequired => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Gone => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -166,6 +180,9 @@ impl ResponseError for AppError {
         if matches!(self, Self::ReauthRequired) {
             body["reauth"] = serde_json::json!(true);
         }
+        if matches!(self, Self::EnrolRequired) {
+            body["enrol"] = serde_json::json!(true);
+        }
         let mut response = response
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(body);
@@ -175,6 +192,7 @@ impl ResponseError for AppError {
             send_to: match self {
                 Self::LoginRequired => Some("/login"),
                 Self::ReauthRequired => Some("/account/confirm"),
+                Self::EnrolRequired => Some("/account"),
                 _ => None,
             },
         });

@@ -2,7 +2,7 @@
 //!
 //! Layers, each importing only from those before it:
 //! `config`, `db` → `users` → `error` → `web` (the HTTP toolkit) →
-//! `sessions`, `audit`, `metrics` → `state` → `auth`, `account` →
+//! `sessions`, `audit`, `metrics`, `factors`, `links` → `state` → `auth`, `account` →
 //! `shell`, `startup`, `cli`.
 #![forbid(unsafe_code)]
 
@@ -13,7 +13,9 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod factors;
 pub mod forward;
+pub mod links;
 pub mod metrics;
 pub mod sessions;
 pub mod shell;

@@ -15,6 +15,7 @@ use anyhow::Context as _;
 use crate::audit::Sampler;
 use crate::config::{SecretKey, Settings};
 use crate::db::DbError;
+use crate::factors::Sealer;
 use crate::metrics::Metrics;
 use crate::sessions::cache::SessionCache;
 use crate::sessions::remember::{self, RememberCookie};
@@ -209,6 +210,7 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<(Part
         remember_lifetime: settings.remember_me_lifetime,
         max_per_user: settings.max_sessions_per_user,
     };
+    let sealer = Arc::new(Sealer::new(&secret, settings.secret_key_previous.as_ref()));
     let settings = Arc::new(settings);
     let parts = Parts {
         web: WebContext::new(settings.clone(), &secret),
@@ -225,6 +227,7 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<(Part
             cache,
             throttled: Arc::new(Sampler::new(THROTTLED_SAMPLE_EVERY, THROTTLED_SAMPLE_KEYS)),
             breached,
+            sealer,
         }),
         // One key for every worker: built once, outside the server closure.
         key: Key::from(secret.as_bytes()),

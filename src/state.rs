@@ -8,6 +8,7 @@ use crate::audit::Sampler;
 use crate::config::Settings;
 use crate::db::{self, AnyConnection, Pool};
 use crate::error::AppError;
+use crate::factors::Sealer;
 use crate::metrics::Metrics;
 use crate::sessions::cache::SessionCache;
 use crate::users::breached::BreachedFilter;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub throttled: Arc<Sampler>,
     /// `LATCHKEY_BREACHED_PASSWORDS`, opened at start (`None` when unset).
     pub breached: Option<Arc<BreachedFilter>>,
+    /// Seals TOTP secrets at rest (a key derived from the secret key).
+    pub sealer: Arc<Sealer>,
 }
 
 impl AppState {

@@ -12,6 +12,7 @@ use super::page::done;
 use crate::auth::service::{self, Asker, Purpose};
 use crate::auth::SessionUser;
 use crate::error::AppError;
+use crate::factors::{self, Code};
 use crate::sessions::current;
 use crate::state::AppState;
 use crate::web::flash::Flash;
@@ -33,6 +34,9 @@ struct ConfirmPage<'a> {
 pub struct Confirm {
     #[serde(default)]
     password: String,
+    /// A TOTP or recovery code: needed when the user has a second factor.
+    #[serde(default)]
+    code: String,
     #[serde(default)]
     next: String,
 }
@@ -79,17 +83,52 @@ pub async fn confirm(
     current: SessionUser,
     body: Body<Confirm>,
 ) -> Result<HttpResponse, AppError> {
-    let Confirm { password, next } = body.value;
+    let Confirm {
+        password,
+        code,
+        next,
+    } = body.value;
+    let form = body.kind == BodyKind::Form;
     let asker = Asker::of(&req)?;
     let username = &current.user.username;
+    let user_id = current.user.id;
+    let has_factor = state
+        .db(move |conn| Ok(factors::queries::count(conn, user_id)? > 0))
+        .await?;
+    // Checked before the password, so a missing code costs no try.
+    let code = match (has_factor, Code::parse(&code)) {
+        (false, _) => None,
+        (true, Some(code)) => Some(code),
+        (true, None) => {
+            const NEEDED: &str =
+                "Enter the code your authenticator app shows, or a recovery code, with your password.";
+            if form {
+                return page(&req, &current, StatusCode::BAD_REQUEST, &next, Some(NEEDED));
+            }
+            return Err(AppError::BadRequest(NEEDED.to_owned()));
+        }
+    };
     let matched =
         service::check_password(&state, username, password, &asker, Purpose::Confirm).await?;
-    if matched.is_none() {
-        const WRONG: &str = "That password is not right.";
-        if body.kind == BodyKind::Form {
-            return page(&req, &current, StatusCode::UNAUTHORIZED, &next, Some(WRONG));
+    let wrong = |message: &'static str| {
+        if form {
+            return page(
+                &req,
+                &current,
+                StatusCode::UNAUTHORIZED,
+                &next,
+                Some(message),
+            );
         }
-        return Err(AppError::Unauthorized(WRONG));
+        Err(AppError::Unauthorized(message))
+    };
+    if matched.is_none() {
+        return wrong("That password is not right.");
+    }
+    if let Some(code) = code {
+        if !service::check_code(&state, user_id, username, code, &asker, false).await? {
+            return wrong("That code is not right.");
+        }
     }
     current::confirmed(&req)?;
     let location = safe_next(&next).unwrap_or("/account");

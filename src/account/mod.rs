@@ -3,9 +3,11 @@
 
 pub mod confirm;
 pub mod device_name;
+pub mod factors;
 pub mod ops;
 pub mod page;
 pub mod routes;
 pub mod tokens;
+pub mod welcome;
 
 pub use routes::routes;

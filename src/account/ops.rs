@@ -15,6 +15,8 @@ use diesel::prelude::*;
 use crate::audit::{self, Entry};
 use crate::db;
 use crate::db::{AnyConnection, DbError};
+use crate::factors::{self, queries as factor_queries};
+use crate::links::{self, Link, LinkPurpose, LinkToken};
 use crate::sessions::{events, fence, queries as sessions};
 use crate::tokens::{queries as tokens, Secret, TokenRow};
 use crate::users::{queries as users, NewUser, User, UserId};
@@ -153,5 +155,129 @@ pub fn revoke_token(
             )?;
         }
         Ok(revoked)
+    })
+}
+
+/// Enrols a confirmed TOTP factor (its secret sealed; `step` the step of the
+/// confirming code, used up). On the user's first factor, also the recovery
+/// codes, returned to be shown once.
+pub fn enrol_totp(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    name: &str,
+    sealed: &str,
+    step: i64,
+    entry: Entry,
+) -> QueryResult<Option<Vec<String>>> {
+    conn.transaction(|conn| {
+        let first = factor_queries::count(conn, user_id)? == 0;
+        let id = factor_queries::insert_totp(conn, user_id, name, sealed, step, db::now())?;
+        audit::record(
+            conn,
+            &entry.user(user_id).detail(format!("totp {id} ({name})")),
+        )?;
+        if !first {
+            return Ok(None);
+        }
+        let (shown, hashes) = factors::new_recovery_codes();
+        factor_queries::replace_recovery_codes(conn, user_id, &hashes, db::now())?;
+        Ok(Some(shown))
+    })
+}
+
+/// New recovery codes, voiding the old ones; `None` when the user has no
+/// factor (recovery codes alone would be a second password, not a factor).
+pub fn regenerate_recovery_codes(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    entry: Entry,
+) -> QueryResult<Option<Vec<String>>> {
+    conn.transaction(|conn| {
+        if factor_queries::count(conn, user_id)? == 0 {
+            return Ok(None);
+        }
+        let (shown, hashes) = factors::new_recovery_codes();
+        factor_queries::replace_recovery_codes(conn, user_id, &hashes, db::now())?;
+        audit::record(conn, &entry.user(user_id))?;
+        Ok(Some(shown))
+    })
+}
+
+/// Removes one of the user's factors; removing the last one voids the
+/// recovery codes (the user is back to password only). `false` when there is
+/// no such factor.
+pub fn remove_factor(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    factor_id: i32,
+    entry: Entry,
+) -> QueryResult<bool> {
+    conn.transaction(|conn| {
+        if factor_queries::delete(conn, user_id, factor_id)? == 0 {
+            return Ok(false);
+        }
+        let mut detail = format!("factor {factor_id}");
+        if factor_queries::count(conn, user_id)? == 0 {
+            factor_queries::delete_recovery_codes(conn, user_id)?;
+            detail.push_str("; the last one: recovery codes voided");
+        }
+        audit::record(conn, &entry.user(user_id).detail(detail))?;
+        Ok(true)
+    })
+}
+
+/// Removes every factor and recovery code of the user and ends all of their
+/// sessions (an admin's answer to a lost authenticator); returns how many
+/// factors and sessions went.
+pub fn reset_factors(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    entry: Entry,
+) -> Result<(usize, usize), DbError> {
+    in_force(conn, |conn| {
+        let removed = factor_queries::delete_all(conn, user_id)?;
+        let count = sessions::delete_for_user(conn, user_id, Sessions::All)?;
+        let note = format!("{removed} factor(s) removed; {}", ended(count));
+        audit::record(conn, &entry.user(user_id).note(note))?;
+        Ok((removed, count))
+    })
+}
+
+/// A one-time link for the user (an invitation or a reset), lasting
+/// `lifetime`; earlier unused links of the user stop working.
+pub fn create_link(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    purpose: LinkPurpose,
+    lifetime: std::time::Duration,
+    entry: Entry,
+) -> QueryResult<LinkToken> {
+    let token = LinkToken::generate();
+    let now = db::now();
+    let expires_at = now + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
+    conn.transaction(|conn| {
+        links::create(conn, user_id, &token, purpose, now, expires_at)?;
+        audit::record(conn, &entry.user(user_id).note(purpose.as_str()))?;
+        Ok(token)
+    })
+}
+
+/// Uses a link: sets the password and ends every session of the user (a
+/// reset: whoever held one is out). `false` when the link was used meanwhile.
+pub fn use_link(
+    conn: &mut AnyConnection,
+    link: Link,
+    hash: &str,
+    entry: Entry,
+) -> Result<bool, DbError> {
+    in_force(conn, |conn| {
+        if !links::take(conn, link.id, db::now())? {
+            return Ok(false);
+        }
+        users::set_password_hash(conn, link.user_id, hash)?;
+        let count = sessions::delete_for_user(conn, link.user_id, Sessions::All)?;
+        let detail = format!("{}; {}", link.purpose.as_str(), ended(count));
+        audit::record(conn, &entry.user(link.user_id).detail(detail))?;
+        Ok(true)
     })
 }

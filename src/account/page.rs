@@ -12,6 +12,7 @@ use crate::audit::Event;
 use crate::auth::CurrentUser;
 use crate::db;
 use crate::error::AppError;
+use crate::factors::queries::{self as factor_queries, FactorRow};
 use crate::sessions::{current, queries as session_queries, store};
 use crate::state::AppState;
 use crate::tokens::{queries as token_queries, TokenRow};
@@ -42,6 +43,9 @@ struct AccountPage<'a> {
     username: &'a str,
     sessions: &'a [SessionView],
     tokens: &'a [TokenView],
+    factors: &'a [FactorView],
+    totp_secret: Option<&'a str>,
+    recovery_codes: Option<&'a [String]>,
     csrf_token: &'a str,
     notice: Option<&'a str>,
     error: Option<&'a str>,
@@ -54,6 +58,43 @@ struct AccountPage<'a> {
 pub struct Shown<'a> {
     pub error: Option<&'a str>,
     pub new_token: Option<&'a str>,
+    /// A TOTP enrolment under way: its secret, beside the QR code.
+    pub totp_secret: Option<&'a str>,
+    /// Recovery codes just made (shown this once).
+    pub recovery_codes: Option<&'a [String]>,
+}
+
+/// One factor as its owner sees it (never the secret).
+#[derive(Debug, Serialize)]
+pub struct FactorView {
+    pub id: i32,
+    pub kind: String,
+    pub name: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+}
+
+impl From<&FactorRow> for FactorView {
+    fn from(row: &FactorRow) -> Self {
+        Self {
+            id: row.id,
+            kind: row.kind.clone(),
+            name: row.name.clone(),
+            created_at: time(row.created_at),
+            last_used_at: row.last_used_at.map(time),
+        }
+    }
+}
+
+pub async fn factor_views(
+    state: &AppState,
+    current: &CurrentUser,
+) -> Result<Vec<FactorView>, AppError> {
+    let user_id = current.user.id;
+    let rows = state
+        .db(move |conn| Ok(factor_queries::list(conn, user_id)?))
+        .await?;
+    Ok(rows.iter().map(FactorView::from).collect())
 }
 
 /// One token as its owner sees it (never the secret).
@@ -138,6 +179,7 @@ pub async fn account_page(
 ) -> Result<HttpResponse, AppError> {
     let sessions = session_views(req, state, current).await?;
     let tokens = token_views(state, current).await?;
+    let factors = factor_views(state, current).await?;
     let context = PageContext::new(req)?;
     context.render(
         status,
@@ -146,6 +188,9 @@ pub async fn account_page(
             username: &current.user.username,
             sessions: &sessions,
             tokens: &tokens,
+            factors: &factors,
+            totp_secret: shown.totp_secret,
+            recovery_codes: shown.recovery_codes,
             csrf_token: &context.csrf_token,
             notice: context.notice,
             error: shown.error,

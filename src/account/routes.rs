@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ops::{self, Sessions};
-use super::page::{account_page, acted, done, session_views, token_views, Shown};
-use super::{confirm, tokens};
+use super::page::{account_page, acted, done, factor_views, session_views, token_views, Shown};
+use super::{confirm, factors, tokens, welcome};
 use crate::audit::{Entry, Event};
 use crate::auth::service::{self, Asker, Purpose};
 use crate::auth::{CurrentUser, SessionUser};
@@ -41,11 +41,13 @@ pub async fn show(
     }
     let sessions = session_views(&req, &state, &current).await?;
     let tokens = token_views(&state, &current).await?;
+    let factors = factor_views(&state, &current).await?;
     Ok(HttpResponse::Ok().json(json!({
         "user_id": current.user.id,
         "username": current.user.username,
         "sessions": sessions,
         "tokens": tokens,
+        "factors": factors,
     })))
 }
 
@@ -230,5 +232,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(change_password),
         ))
         .configure(tokens::routes)
+        .configure(factors::routes)
+        .configure(welcome::routes)
         .configure(confirm::routes);
 }

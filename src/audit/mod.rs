@@ -36,6 +36,22 @@ pub enum Event {
     IdentityConfirmationFailed,
     /// A login succeeded with a password in the breached-password list.
     PasswordBreached,
+    /// A right password for a user with a second factor: the login waits for it.
+    SecondFactorRequired,
+    /// A second factor (TOTP or recovery code) was accepted.
+    SecondFactorUsed,
+    /// A wrong, reused or malformed second-factor code.
+    SecondFactorFailed,
+    /// A pending login ended after too many wrong codes.
+    SecondFactorLockout,
+    FactorEnrolled,
+    FactorRemoved,
+    /// Every factor of a user removed by an admin.
+    FactorsReset,
+    RecoveryCodesGenerated,
+    /// A one-time link (invitation, reset) was made, used, or refused.
+    LinkCreated,
+    LinkUsed,
 }
 
 impl Event {
@@ -60,6 +76,16 @@ impl Event {
             Self::IdentityConfirmed => "identity_confirmed",
             Self::IdentityConfirmationFailed => "identity_confirmation_failed",
             Self::PasswordBreached => "password_breached",
+            Self::SecondFactorRequired => "second_factor_required",
+            Self::SecondFactorUsed => "second_factor_used",
+            Self::SecondFactorFailed => "second_factor_failed",
+            Self::SecondFactorLockout => "second_factor_lockout",
+            Self::FactorEnrolled => "factor_enrolled",
+            Self::FactorRemoved => "factor_removed",
+            Self::FactorsReset => "factors_reset",
+            Self::RecoveryCodesGenerated => "recovery_codes_generated",
+            Self::LinkCreated => "link_created",
+            Self::LinkUsed => "link_used",
         }
     }
 }

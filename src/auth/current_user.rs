@@ -9,6 +9,7 @@ use futures_util::future::{ready, Either, LocalBoxFuture, Ready};
 
 use super::bearer;
 use crate::error::AppError;
+use crate::sessions::current;
 use crate::sessions::store::PRINCIPAL_KEY;
 use crate::state::AppState;
 use crate::users::{Principal, UserId};
@@ -31,6 +32,8 @@ pub enum Credential {
 pub struct CurrentUser {
     pub user: Principal,
     pub via: Credential,
+    /// The session's login was completed with a second factor (never a token's).
+    pub second_factor: bool,
 }
 
 impl FromRequest for CurrentUser {
@@ -50,10 +53,20 @@ impl FromRequest for CurrentUser {
             Ok(CurrentUser {
                 user,
                 via: Credential::Token,
+                second_factor: false,
             })
         }))
     }
 }
+
+/// What a session that must enrol a second factor may still reach: the
+/// account page (where the form is) and the enrolment itself.
+const ENROLMENT_PATHS: [&str; 4] = [
+    "/account",
+    "/account/totp",
+    "/account/totp/qr.svg",
+    "/account/totp/confirm",
+];
 
 fn from_session(req: &HttpRequest) -> Result<CurrentUser, AppError> {
     let identity = req.get_identity().map_err(|_| AppError::LoginRequired)?;
@@ -66,9 +79,13 @@ fn from_session(req: &HttpRequest) -> Result<CurrentUser, AppError> {
     match principal {
         Some(user) if user.is_active && Some(user.id) == id => {
             identify(req, user.id);
+            if current::must_enrol(req) && !ENROLMENT_PATHS.contains(&req.path()) {
+                return Err(AppError::EnrolRequired);
+            }
             Ok(CurrentUser {
                 user,
                 via: Credential::Session,
+                second_factor: current::second_factor(req),
             })
         }
         _ => {

@@ -3,6 +3,7 @@
 pub mod bearer;
 pub mod current_user;
 pub mod routes;
+pub mod second_factor;
 pub mod service;
 pub mod throttle;
 

@@ -5,7 +5,7 @@ use actix_identity::Identity;
 use actix_web::cookie::Cookie;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{guard, web, HttpRequest, HttpResponse};
+use actix_web::{guard, web, HttpRequest, HttpResponse, ResponseError as _};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -13,6 +13,7 @@ use super::current_user::CurrentUser;
 use super::service::{self, Asker, Purpose};
 use crate::audit::{self, Entry, Event};
 use crate::error::AppError;
+use crate::factors;
 use crate::sessions::current;
 use crate::state::AppState;
 use crate::users::{User, Username};
@@ -64,16 +65,25 @@ impl SignedIn {
     }
 }
 
+/// What a right password leads to.
+enum Outcome {
+    SignedIn(Box<SignedIn>),
+    /// The user has a second factor: the session waits for it (these kinds).
+    Pending(Vec<&'static str>),
+}
+
 /// Checks the credentials and starts a new session for their user
-/// (remembered when `remember` is set). A password found in the breached list
-/// still signs in (refusing it would lock the user out), but is audited.
+/// (remembered when `remember` is set), or, for a user with a second factor,
+/// a pending login (see `second_factor`). A password found in the breached
+/// list still signs in (refusing it would lock the user out), but is audited.
 async fn sign_in(
     req: &HttpRequest,
     state: &AppState,
     username: &str,
     password: String,
     remember: bool,
-) -> Result<SignedIn, AppError> {
+    next: &str,
+) -> Result<Outcome, AppError> {
     let username = Username::parse(username)?;
     let asker = Asker::of(req)?;
     // Looked up for every try alike, before the password moves on.
@@ -84,7 +94,19 @@ async fn sign_in(
     let user = service::check_password(state, username.as_str(), password, &asker, Purpose::Login)
         .await?
         .ok_or(AppError::Unauthorized(INVALID_CREDENTIALS))?;
+    let user_id = user.id;
+    let kinds = state
+        .db(move |conn| Ok(factors::kinds(conn, user_id)?))
+        .await?;
+    if !kinds.is_empty() {
+        let pending = current::Pending::new(user.id, &user.username, remember, next);
+        current::begin_pending(req, &pending, &asker.client)?;
+        return Ok(Outcome::Pending(kinds.iter().map(|k| k.as_str()).collect()));
+    }
     current::begin(req, user.id, &asker.client, remember)?;
+    if state.settings.require_second_factor {
+        current::require_enrolment(req)?;
+    }
     if password_breached {
         let entry = Entry::new(Event::PasswordBreached)
             .of(&user)
@@ -95,11 +117,19 @@ async fn sign_in(
         state.metrics.event(Event::PasswordBreached);
     }
     let device = WebContext::of(req)?.devices.issue(user.id);
-    Ok(SignedIn {
+    Ok(Outcome::SignedIn(Box::new(SignedIn {
         user,
         password_breached,
         device,
-    })
+    })))
+}
+
+/// The answer to JSON clients for a login that waits for its second factor.
+pub fn second_factor_required(kinds: &[&str]) -> HttpResponse {
+    HttpResponse::Unauthorized().json(json!({
+        "message": "Second factor required.",
+        "second_factor": kinds,
+    }))
 }
 
 /// `POST /login` with JSON (or no body at all).
@@ -113,7 +143,14 @@ pub async fn login_json(
         password,
         remember,
     } = body.value;
-    let signed_in = sign_in(&req, &state, &username, password, remember).await?;
+    let signed_in = match sign_in(&req, &state, &username, password, remember, "").await? {
+        Outcome::SignedIn(signed_in) => signed_in,
+        Outcome::Pending(kinds) => return Ok(second_factor_required(&kinds)),
+    };
+    if state.settings.require_second_factor {
+        // Signed in, but only to enrol (see `CurrentUser`).
+        return signed_in.respond(AppError::EnrolRequired.error_response());
+    }
     let mut body = json!({
         "message": "Login successful!",
         "user_id": signed_in.user.id,
@@ -138,8 +175,13 @@ pub async fn login_form(
         remember,
     } = body.value;
     let remember = remember.is_some_and(|v| matches!(v.as_str(), "on" | "true" | "1"));
-    match sign_in(&req, &state, &username, password, remember).await {
-        Ok(signed_in) => {
+    let safe_next = safe_next_for(&next, &state.settings.allowed_hosts).unwrap_or("");
+    match sign_in(&req, &state, &username, password, remember, safe_next).await {
+        Ok(Outcome::Pending(_)) => Ok(edge::see_other("/login/second-factor")),
+        Ok(Outcome::SignedIn(signed_in)) if state.settings.require_second_factor => {
+            signed_in.respond(edge::see_other("/account#factors"))
+        }
+        Ok(Outcome::SignedIn(signed_in)) => {
             let mut response = edge::see_other(
                 safe_next_for(&next, &state.settings.allowed_hosts).unwrap_or("/protected"),
             );
@@ -278,26 +320,27 @@ fn is_form(ctx: &guard::GuardContext<'_>) -> bool {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/login")
-            .route(web::get().to(login_page))
-            .route(web::post().guard(guard::fn_guard(is_form)).to(login_form))
-            .route(web::post().to(login_json))
-            .default_service(web::to(edge::method_not_allowed)),
-    )
-    .service(
-        web::resource("/logout")
-            .route(web::post().to(logout))
-            .default_service(web::to(edge::method_not_allowed)),
-    )
-    .service(
-        web::resource("/protected")
-            .route(web::get().to(protected))
-            .default_service(web::to(edge::method_not_allowed)),
-    )
-    .service(
-        web::resource("/")
-            .route(web::get().to(index))
-            .default_service(web::to(edge::method_not_allowed)),
-    );
+    cfg.configure(super::second_factor::routes)
+        .service(
+            web::resource("/login")
+                .route(web::get().to(login_page))
+                .route(web::post().guard(guard::fn_guard(is_form)).to(login_form))
+                .route(web::post().to(login_json))
+                .default_service(web::to(edge::method_not_allowed)),
+        )
+        .service(
+            web::resource("/logout")
+                .route(web::post().to(logout))
+                .default_service(web::to(edge::method_not_allowed)),
+        )
+        .service(
+            web::resource("/protected")
+                .route(web::get().to(protected))
+                .default_service(web::to(edge::method_not_allowed)),
+        )
+        .service(
+            web::resource("/")
+                .route(web::get().to(index))
+                .default_service(web::to(edge::method_not_allowed)),
+        );
 }

@@ -9,10 +9,11 @@ use super::throttle::{self, Attempt, Limits, Reservation, ReserveError};
 use crate::audit::{self, Entry, Event};
 use crate::db;
 use crate::error::AppError;
+use crate::factors::{self, Code};
 use crate::sessions::events;
 use crate::state::AppState;
 use crate::users::fold::fold;
-use crate::users::{queries, User};
+use crate::users::{queries, User, UserId};
 use crate::web::device::Device;
 use crate::web::{Client, WebContext};
 
@@ -29,6 +30,9 @@ pub enum Purpose {
     /// Confirming identity before a sensitive change: success and failure are
     /// `identity_confirmed` and `identity_confirmation_failed`.
     Confirm,
+    /// A second-factor code (completing a login, or confirming identity):
+    /// `second_factor_used` / `second_factor_failed`.
+    SecondFactor,
 }
 
 /// Who is asking, as the throttle sees them.
@@ -89,7 +93,6 @@ pub async fn check_password(
         }
         _ => None,
     };
-    count(state, purpose, failure);
     let outcome = Outcome {
         username: username.to_owned(),
         user: found.clone(),
@@ -99,14 +102,67 @@ pub async fn check_password(
         rehash,
         purpose,
     };
-    state
+    let waits = state
         .db(move |conn| {
             // One commit for all the bookkeeping, whatever the outcome.
             conn.transaction(|conn| outcome.record(conn))
                 .map_err(AppError::from)
         })
         .await?;
+    count(state, purpose, failure, waits);
     Ok(found.filter(|_| failure.is_none()))
+}
+
+/// Checks a second-factor code of `user`, throttled like a password (the try
+/// is recorded first, as a failure of the username, the client and the
+/// account; `429` past a limit) and audited. `true` when it was accepted: the
+/// code is used up and the user's failures from this client are forgiven.
+pub async fn check_code(
+    state: &AppState,
+    user_id: UserId,
+    username: &str,
+    code: Code,
+    asker: &Asker,
+    completes_login: bool,
+) -> Result<bool, AppError> {
+    let (_, attempt, _reservation) = reserve(state, username, asker, Purpose::SecondFactor).await?;
+    let sealer = state.sealer.clone();
+    let entry = |event| {
+        Entry::new(event)
+            .user(user_id)
+            .username(username)
+            .client(&asker.client)
+    };
+    let (used_entry, failed_entry) = (
+        entry(Event::SecondFactorUsed),
+        entry(Event::SecondFactorFailed),
+    );
+    let used = state
+        .db(move |conn| {
+            conn.transaction(|conn| {
+                let used = factors::verify(conn, &sealer, user_id, &code, db::now())?;
+                match used {
+                    Some(used) => {
+                        throttle::clear(conn, &attempt)?;
+                        if completes_login {
+                            queries::record_login(conn, user_id)?;
+                        }
+                        audit::record(conn, &used_entry.detail(used.kind().as_str()))?;
+                    }
+                    // The try's row stays: it is the failure.
+                    None => audit::record(conn, &failed_entry)?,
+                }
+                Ok::<_, diesel::result::Error>(used)
+            })
+            .map_err(AppError::from)
+        })
+        .await?;
+    state.metrics.event(if used.is_some() {
+        Event::SecondFactorUsed
+    } else {
+        Event::SecondFactorFailed
+    });
+    Ok(used.is_some())
 }
 
 /// Finds the user and records the try, unless a limit refuses it.
@@ -177,6 +233,7 @@ async fn throttled_try(
         Purpose::PasswordChange => "password change",
         Purpose::Token => "access token",
         Purpose::Confirm => "identity confirmation",
+        Purpose::SecondFactor => "second factor",
     };
     let entry = Entry::new(Event::LoginThrottled)
         .username(username)
@@ -205,13 +262,16 @@ pub async fn bad_token(state: &AppState, client: &Client) -> Result<(), AppError
     state.db(move |conn| Ok(audit::record(conn, &entry)?)).await
 }
 
-fn count(state: &AppState, purpose: Purpose, failure: Option<&str>) {
+fn count(state: &AppState, purpose: Purpose, failure: Option<&str>, waits: bool) {
     match (purpose, failure) {
+        (Purpose::Login, None) if waits => state.metrics.event(Event::SecondFactorRequired),
         (Purpose::Login, outcome) => state.metrics.login(outcome.unwrap_or("success")),
+        (Purpose::Confirm, None) if waits => {}
         (Purpose::PasswordChange, Some(_)) => state.metrics.event(Event::PasswordChangeFailed),
         (Purpose::Confirm, Some(_)) => state.metrics.event(Event::IdentityConfirmationFailed),
         (Purpose::Confirm, None) => state.metrics.event(Event::IdentityConfirmed),
-        (Purpose::PasswordChange | Purpose::Token, None) | (Purpose::Token, Some(_)) => {}
+        (Purpose::PasswordChange | Purpose::Token | Purpose::SecondFactor, None)
+        | (Purpose::Token | Purpose::SecondFactor, Some(_)) => {}
     }
 }
 
@@ -230,7 +290,12 @@ struct Outcome {
 impl Outcome {
     /// Success: the rehash, the last login, the throttle forgiven, the audit row.
     /// Failure: the try's row stays as the failure; the audit row.
-    fn record(&self, conn: &mut db::AnyConnection) -> diesel::QueryResult<()> {
+    ///
+    /// A login or confirmation of a user with a second factor is not done
+    /// yet: the try's row stays (counted like a failure until the code
+    /// forgives it, so starting logins over buys no more code guesses), and
+    /// the login is not recorded as one. Returns whether it waits so.
+    fn record(&self, conn: &mut db::AnyConnection) -> diesel::QueryResult<bool> {
         let entry = |event| {
             let entry = Entry::new(event)
                 .username(&self.username)
@@ -246,6 +311,14 @@ impl Outcome {
                     queries::set_password_hash(conn, user.id, hash)?;
                     events::user_changed(conn, user.id)?;
                 }
+                let waits = matches!(self.purpose, Purpose::Login | Purpose::Confirm)
+                    && factors::queries::count(conn, user.id)? > 0;
+                if waits {
+                    if self.purpose == Purpose::Login {
+                        audit::record(conn, &entry(Event::SecondFactorRequired))?;
+                    }
+                    return Ok(true);
+                }
                 throttle::clear(conn, &self.attempt)?;
                 match self.purpose {
                     Purpose::Login => {
@@ -253,9 +326,9 @@ impl Outcome {
                         audit::record(conn, &entry(Event::LoginSuccess))?;
                     }
                     Purpose::Confirm => audit::record(conn, &entry(Event::IdentityConfirmed))?,
-                    Purpose::PasswordChange | Purpose::Token => {}
+                    Purpose::PasswordChange | Purpose::Token | Purpose::SecondFactor => {}
                 }
-                Ok(())
+                Ok(false)
             }
             (_, failure) => {
                 let event = match self.purpose {
@@ -263,13 +336,14 @@ impl Outcome {
                     Purpose::PasswordChange => Event::PasswordChangeFailed,
                     Purpose::Token => Event::TokenRefused,
                     Purpose::Confirm => Event::IdentityConfirmationFailed,
+                    Purpose::SecondFactor => Event::SecondFactorFailed,
                 };
                 let entry = entry(event);
                 let entry = match failure {
                     Some(reason) => entry.detail(reason),
                     None => entry,
                 };
-                audit::record(conn, &entry)
+                audit::record(conn, &entry).map(|()| false)
             }
         }
     }

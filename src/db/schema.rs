@@ -57,6 +57,32 @@ diesel::table! {
 }
 
 diesel::table! {
+    recovery_codes (id) {
+        id -> Int4,
+        user_id -> Int4,
+        #[max_length = 64]
+        code_hash -> Varchar,
+        created_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    second_factors (id) {
+        id -> Int4,
+        user_id -> Int4,
+        #[max_length = 16]
+        kind -> Varchar,
+        #[max_length = 100]
+        name -> Varchar,
+        secret -> Text,
+        last_step -> Nullable<Int8>,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     session_events (id) {
         id -> Int8,
         at -> Timestamp,
@@ -97,9 +123,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    welcome_links (id) {
+        id -> Int4,
+        user_id -> Int4,
+        #[max_length = 64]
+        token_hash -> Varchar,
+        #[max_length = 16]
+        purpose -> Varchar,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(access_tokens -> users (user_id));
 diesel::joinable!(audit_events -> users (user_id));
+diesel::joinable!(recovery_codes -> users (user_id));
+diesel::joinable!(second_factors -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(welcome_links -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     access_tokens,
@@ -107,7 +150,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     event_acks,
     instances,
     login_failures,
+    recovery_codes,
+    second_factors,
     session_events,
     sessions,
     users,
+    welcome_links,
 );

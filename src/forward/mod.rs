@@ -33,8 +33,7 @@ fn second_factor_required(query: &str) -> bool {
 
 /// `200` and the identity headers, or `403` when a second factor is required.
 fn pass(req: &HttpRequest, current: &CurrentUser) -> Result<HttpResponse, AppError> {
-    // No session carries a second factor yet: none can be enrolled.
-    let second_factor = false;
+    let second_factor = current.second_factor;
     if second_factor_required(req.query_string()) && !second_factor {
         return Err(AppError::Forbidden("A second factor is required."));
     }

@@ -20,9 +20,13 @@ pub fn begin(
     client: &Client,
     remembered: bool,
 ) -> Result<(), AppError> {
+    let session = req.get_session();
+    // Nothing proved by an earlier login in this browser carries over.
+    session.remove(SECOND_FACTOR_KEY);
+    session.remove(PENDING_KEY);
+    session.remove(MUST_ENROL_KEY);
     Identity::login(&req.extensions(), user_id.to_string()).map_err(AppError::internal)?;
     identify(req, user_id);
-    let session = req.get_session();
     for (key, value) in [
         (CLIENT_IP_KEY, &client.ip),
         (USER_AGENT_KEY, &client.user_agent),
@@ -72,4 +76,132 @@ pub fn public_id(req: &HttpRequest) -> Option<String> {
         .get::<String>(PUBLIC_ID_KEY)
         .ok()
         .flatten()
+}
+
+/// A login that passed its password and waits for a second factor. Kept in
+/// the session's state (server-side), with no identity: nothing treats this
+/// session as signed in, and it does not count towards the user's sessions.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Pending {
+    pub user_id: UserId,
+    pub username: String,
+    /// Unix seconds.
+    pub started_at: i64,
+    /// Wrong codes so far.
+    pub tries: u32,
+    pub remember: bool,
+    /// Where a browser goes once the login is complete (already checked as safe).
+    pub next: String,
+}
+
+/// How long a pending login waits for its second factor.
+pub const PENDING_LIFETIME_SECS: i64 = 300;
+/// Wrong codes that end a pending login.
+pub const PENDING_MAX_TRIES: u32 = 5;
+
+const PENDING_KEY: &str = "latchkey.pending_login";
+/// Set when a login under `LATCHKEY_REQUIRE_SECOND_FACTOR` has no factor yet.
+const MUST_ENROL_KEY: &str = "latchkey.must_enrol";
+/// Set when this session's login was completed with a second factor.
+const SECOND_FACTOR_KEY: &str = "latchkey.second_factor";
+
+impl Pending {
+    pub fn new(user_id: UserId, username: &str, remember: bool, next: &str) -> Self {
+        Self {
+            user_id,
+            username: username.to_owned(),
+            started_at: unix_now(),
+            tries: 0,
+            remember,
+            next: next.to_owned(),
+        }
+    }
+}
+
+/// Turns this session into a pending login: whatever it held before is
+/// dropped (a signed-in user logging in as someone else is signed out), and
+/// it gets a fresh key.
+pub fn begin_pending(
+    req: &HttpRequest,
+    pending: &Pending,
+    client: &Client,
+) -> Result<(), AppError> {
+    let session = req.get_session();
+    session.clear();
+    session.renew();
+    for (key, value) in [
+        (CLIENT_IP_KEY, &client.ip),
+        (USER_AGENT_KEY, &client.user_agent),
+    ] {
+        if let Some(value) = value {
+            session.insert(key, value).map_err(AppError::internal)?;
+        }
+    }
+    save_pending(req, pending)
+}
+
+pub fn save_pending(req: &HttpRequest, pending: &Pending) -> Result<(), AppError> {
+    req.get_session()
+        .insert(PENDING_KEY, pending)
+        .map_err(AppError::internal)
+}
+
+/// This session's pending login, unless there is none or it is over.
+pub fn pending(req: &HttpRequest) -> Option<Pending> {
+    let pending = req
+        .get_session()
+        .get::<Pending>(PENDING_KEY)
+        .ok()
+        .flatten()?;
+    let age = unix_now().saturating_sub(pending.started_at);
+    (0..=PENDING_LIFETIME_SECS)
+        .contains(&age)
+        .then_some(pending)
+}
+
+/// Ends a pending login (too many wrong codes): the session is deleted.
+pub fn end_pending(req: &HttpRequest) {
+    req.get_session().purge();
+}
+
+/// Completes a pending login: the session signs the user in (a new key
+/// again) and records that a second factor was used.
+pub fn complete(req: &HttpRequest, pending: &Pending, client: &Client) -> Result<(), AppError> {
+    begin(req, pending.user_id, client, pending.remember)?;
+    mark_second_factor(req)
+}
+
+/// This session proved a second factor (a login completed with one, or a
+/// first factor enrolled in it).
+pub fn mark_second_factor(req: &HttpRequest) -> Result<(), AppError> {
+    let session = req.get_session();
+    session.remove(MUST_ENROL_KEY);
+    session
+        .insert(SECOND_FACTOR_KEY, true)
+        .map_err(AppError::internal)
+}
+
+/// This session's user must enrol a second factor before anything else.
+pub fn require_enrolment(req: &HttpRequest) -> Result<(), AppError> {
+    req.get_session()
+        .insert(MUST_ENROL_KEY, true)
+        .map_err(AppError::internal)
+}
+
+/// Whether this session must enrol a second factor first.
+pub fn must_enrol(req: &HttpRequest) -> bool {
+    req.get_session()
+        .get::<bool>(MUST_ENROL_KEY)
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// Whether this session's login was completed with a second factor.
+pub fn second_factor(req: &HttpRequest) -> bool {
+    req.get_session()
+        .get::<bool>(SECOND_FACTOR_KEY)
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }

@@ -17,10 +17,11 @@ pub enum Flash {
     PasswordBreached,
     TokenRevoked,
     IdentityConfirmed,
+    FactorRemoved,
 }
 
 impl Flash {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::LoggedOut,
         Self::SignedOutEverywhere,
         Self::SessionRevoked,
@@ -28,6 +29,7 @@ impl Flash {
         Self::PasswordBreached,
         Self::TokenRevoked,
         Self::IdentityConfirmed,
+        Self::FactorRemoved,
     ];
 
     fn code(self) -> &'static str {
@@ -39,6 +41,7 @@ impl Flash {
             Self::PasswordBreached => "password_breached",
             Self::TokenRevoked => "token_revoked",
             Self::IdentityConfirmed => "identity_confirmed",
+            Self::FactorRemoved => "factor_removed",
         }
     }
 
@@ -55,6 +58,7 @@ impl Flash {
             }
             Self::TokenRevoked => "The access token has been revoked.",
             Self::IdentityConfirmed => "Thank you: you can go on.",
+            Self::FactorRemoved => "The second factor has been removed.",
         }
     }
 }
