@@ -202,8 +202,12 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<(Part
     };
     let cache = SessionCache::new(capacity);
     metrics.count_from(&hasher, &cache)?;
-    let housekeeping =
-        housekeeping::spawn(&cache, pool.clone(), Retention::from_settings(&settings));
+    let housekeeping = housekeeping::spawn(
+        &cache,
+        pool.clone(),
+        settings.database_url.clone(),
+        Retention::from_settings(&settings),
+    );
     let policy = SessionPolicy {
         idle_timeout: settings.session_idle_timeout,
         max_lifetime: settings.session_max_lifetime,

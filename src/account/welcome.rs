@@ -111,6 +111,7 @@ pub async fn submit(
         Err(err) => return Err(AppError::BadRequest(err.to_string())),
     };
     let hash = state.hasher.hash(password).await?;
+    let new_hash = hash.clone();
     let client = Client::of(&req);
     let entry = Entry::new(Event::LinkUsed).client(&client);
     let used = state
@@ -128,7 +129,7 @@ pub async fn submit(
     if !kinds.is_empty() {
         current::begin_pending(
             &req,
-            &Pending::new(user.id, &user.username, false, ""),
+            &Pending::new(user.id, &user.username, &new_hash, false, ""),
             &client,
         )?;
         if form {

@@ -61,8 +61,9 @@ impl FromRequest for CurrentUser {
 
 /// What a session that must enrol a second factor may still reach: the
 /// account page (where the form is) and the enrolment itself.
-const ENROLMENT_PATHS: [&str; 4] = [
+const ENROLMENT_PATHS: [&str; 5] = [
     "/account",
+    "/account/confirm",
     "/account/totp",
     "/account/totp/qr.svg",
     "/account/totp/confirm",

@@ -99,7 +99,8 @@ async fn sign_in(
         .db(move |conn| Ok(factors::kinds(conn, user_id)?))
         .await?;
     if !kinds.is_empty() {
-        let pending = current::Pending::new(user.id, &user.username, remember, next);
+        let pending =
+            current::Pending::new(user.id, &user.username, &user.password_hash, remember, next);
         current::begin_pending(req, &pending, &asker.client)?;
         return Ok(Outcome::Pending(kinds.iter().map(|k| k.as_str()).collect()));
     }
@@ -264,6 +265,9 @@ pub async fn logout(
             .db(move |conn| Ok(audit::record(conn, &entry)?))
             .await?;
         state.metrics.event(Event::Logout);
+    } else if current::pending(&req).is_some() {
+        // A login still waiting for its second factor ends too.
+        current::end_pending(&req);
     }
     let mut response = if body.kind == BodyKind::Form {
         let mut response = edge::see_other("/login");

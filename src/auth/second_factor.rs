@@ -16,6 +16,7 @@ use crate::error::AppError;
 use crate::factors::Code;
 use crate::sessions::current::{self, Pending, PENDING_MAX_TRIES};
 use crate::state::AppState;
+use crate::users::queries;
 use crate::web::pages::{PageContext, STYLE_HREF};
 use crate::web::{self as edge, Body, BodyKind, Wants, WebContext};
 
@@ -125,6 +126,22 @@ pub async fn submit(
             }
         }
         return Err(AppError::Unauthorized(INVALID_CODE));
+    }
+    // The password proven may have been changed or reset, or the user
+    // disabled, while the login waited for its code: then it ends here.
+    let user_id = pending.user_id;
+    let user = state
+        .db(move |conn| Ok(queries::find_by_id(conn, user_id)?))
+        .await?;
+    let still = user.is_some_and(|u| {
+        u.is_active && current::credentials_fingerprint(&u.password_hash) == pending.credentials
+    });
+    if !still {
+        current::end_pending(&req);
+        if form {
+            return Ok(edge::see_other("/login"));
+        }
+        return Err(AppError::Unauthorized(NO_PENDING));
     }
     current::complete(&req, &pending, &asker.client)?;
     let device = WebContext::of(&req)?.devices.issue(pending.user_id);

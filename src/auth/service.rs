@@ -93,6 +93,7 @@ pub async fn check_password(
         }
         _ => None,
     };
+    let rehash_stored = rehash.clone();
     let outcome = Outcome {
         username: username.to_owned(),
         user: found.clone(),
@@ -110,7 +111,12 @@ pub async fn check_password(
         })
         .await?;
     count(state, purpose, failure, waits);
-    Ok(found.filter(|_| failure.is_none()))
+    // The user as stored now (a rehashed password included).
+    let mut found = found.filter(|_| failure.is_none());
+    if let (Some(user), Some(hash)) = (found.as_mut(), rehash_stored) {
+        user.password_hash = hash;
+    }
+    Ok(found)
 }
 
 /// Checks a second-factor code of `user`, throttled like a password (the try

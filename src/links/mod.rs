@@ -138,7 +138,8 @@ pub fn take(conn: &mut AnyConnection, id: i32, now: NaiveDateTime) -> QueryResul
     let updated = diesel::update(
         welcome_links::table
             .filter(welcome_links::id.eq(id))
-            .filter(welcome_links::used_at.is_null()),
+            .filter(welcome_links::used_at.is_null())
+            .filter(welcome_links::expires_at.gt(now)),
     )
     .set(welcome_links::used_at.eq(Some(now)))
     .execute(conn)?;

@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDateTime;
 
 use super::{events, fence};
-use crate::db::{self, AnyConnection, Pool};
+use crate::config::DatabaseUrl;
+use crate::db::{self, AnyConnection};
 use crate::users::{Principal, UserId};
 
 /// How often other instances' changes are read.
@@ -298,27 +299,42 @@ impl SessionCache {
 }
 
 /// Keeps a cache honest: its lease, and the events it must apply and acknowledge.
+///
+/// It has a connection of its own, outside the pool: revokers hold pooled
+/// connections while they wait for acknowledgements, and must never starve
+/// the feed that gives them.
 pub struct EventFeed {
     /// This instance, as `instances` and `event_acks` name it.
     instance: String,
     renewed: Option<Instant>,
-}
-
-impl Default for EventFeed {
-    fn default() -> Self {
-        Self {
-            instance: hex::encode(rand::random::<[u8; 16]>()),
-            renewed: None,
-        }
-    }
+    url: DatabaseUrl,
+    conn: Option<AnyConnection>,
 }
 
 impl EventFeed {
+    pub fn new(url: DatabaseUrl) -> Self {
+        Self {
+            instance: hex::encode(rand::random::<[u8; 16]>()),
+            renewed: None,
+            url,
+            conn: None,
+        }
+    }
+
     /// Renews the lease when due, then applies and acknowledges every event
     /// not acknowledged yet; only then does a renewed lease let the cache
     /// serve (so nothing committed before the lease was taken can be missed).
-    pub fn poll(&mut self, cache: &SessionCache, pool: &Pool) -> anyhow::Result<()> {
-        db::run_here(pool, |conn| self.poll_on(cache, conn))
+    pub fn poll(&mut self, cache: &SessionCache) -> anyhow::Result<()> {
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => db::connect(&self.url)?,
+        };
+        let polled = self.poll_on(cache, &mut conn);
+        // A connection that failed is opened anew next time.
+        if polled.is_ok() {
+            self.conn = Some(conn);
+        }
+        polled
     }
 
     fn poll_on(&mut self, cache: &SessionCache, conn: &mut AnyConnection) -> anyhow::Result<()> {
@@ -359,10 +375,18 @@ impl EventFeed {
     }
 
     /// Gives the lease up (the server is stopping): no revoker waits for us.
-    pub fn release(&self, pool: &Pool) {
-        let released = db::run_here(pool, |conn| -> anyhow::Result<()> {
-            Ok(fence::release(conn, &self.instance)?)
-        });
+    pub fn release(&mut self) {
+        if self.renewed.is_none() && self.conn.is_none() {
+            return; // never took a lease
+        }
+        let released = match self.conn.take() {
+            Some(mut conn) => {
+                fence::release(&mut conn, &self.instance).map_err(anyhow::Error::from)
+            }
+            None => db::connect(&self.url)
+                .map_err(anyhow::Error::from)
+                .and_then(|mut conn| Ok(fence::release(&mut conn, &self.instance)?)),
+        };
         if let Err(error) = released {
             tracing::warn!(
                 error = format!("{error:#}"),

@@ -85,6 +85,11 @@ pub fn public_id(req: &HttpRequest) -> Option<String> {
 pub struct Pending {
     pub user_id: UserId,
     pub username: String,
+    /// What the password was when it was proven (see
+    /// [`credentials_fingerprint`]): a password changed or reset meanwhile
+    /// voids the pending login.
+    #[serde(default)]
+    pub credentials: String,
     /// Unix seconds.
     pub started_at: i64,
     /// Wrong codes so far.
@@ -106,16 +111,29 @@ const MUST_ENROL_KEY: &str = "latchkey.must_enrol";
 const SECOND_FACTOR_KEY: &str = "latchkey.second_factor";
 
 impl Pending {
-    pub fn new(user_id: UserId, username: &str, remember: bool, next: &str) -> Self {
+    pub fn new(
+        user_id: UserId,
+        username: &str,
+        password_hash: &str,
+        remember: bool,
+        next: &str,
+    ) -> Self {
         Self {
             user_id,
             username: username.to_owned(),
+            credentials: credentials_fingerprint(password_hash),
             started_at: unix_now(),
             tries: 0,
             remember,
             next: next.to_owned(),
         }
     }
+}
+
+/// A short digest of a stored password hash: equal while the password is unchanged.
+pub fn credentials_fingerprint(password_hash: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    hex::encode(&Sha256::digest(password_hash.as_bytes())[..8])
 }
 
 /// Turns this session into a pending login: whatever it held before is

@@ -154,6 +154,13 @@ impl Exchange {
             response
         };
         add_headers(response.headers_mut(), self.secure);
+        if self.uri.path().starts_with("/welcome/") {
+            // The page's own requests must not carry its one-time link as Referer.
+            response.headers_mut().insert(
+                HeaderName::from_static("referrer-policy"),
+                HeaderValue::from_static("no-referrer"),
+            );
+        }
         if let Ok(id) = HeaderValue::from_str(&self.request_id) {
             response
                 .headers_mut()
@@ -177,13 +184,23 @@ impl Exchange {
         tracing::info!(
             target: "latchkey::request",
             method = %self.method,
-            path = %self.uri.path(),
+            path = %logged_path(self.uri.path()),
             status = status.as_u16(),
             latency_ms = elapsed.as_secs_f64() * 1000.0,
             request_id = %self.request_id,
             user_id = user.map(|id| id.0),
             "request"
         );
+    }
+}
+
+/// The path as the log line shows it: a one-time link's token (`/welcome/TOKEN`)
+/// is a credential, so it is never written down.
+fn logged_path(path: &str) -> &str {
+    if path.starts_with("/welcome/") {
+        "/welcome/…"
+    } else {
+        path
     }
 }
 

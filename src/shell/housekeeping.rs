@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::audit;
 use crate::auth::throttle;
-use crate::config::Settings;
+use crate::config::{DatabaseUrl, Settings};
 use crate::db::{self, AnyConnection, Pool};
 use crate::sessions::cache::{EventFeed, SessionCache, POLL_EVERY};
 use crate::sessions::{events, fence, store};
@@ -55,11 +55,16 @@ impl Housekeeping {
 
 /// Starts the thread; it stops when told to ([`Housekeeping::stop`]) or once
 /// the cache is dropped.
-pub fn spawn(cache: &Arc<SessionCache>, pool: Pool, retention: Retention) -> Housekeeping {
+pub fn spawn(
+    cache: &Arc<SessionCache>,
+    pool: Pool,
+    url: DatabaseUrl,
+    retention: Retention,
+) -> Housekeeping {
     let weak: Weak<SessionCache> = Arc::downgrade(cache);
     let spawned = std::thread::Builder::new()
         .name("latchkey-housekeeping".to_owned())
-        .spawn(move || run(&weak, &pool, &retention));
+        .spawn(move || run(&weak, &pool, EventFeed::new(url), &retention));
     let thread = match spawned {
         Ok(thread) => Some(thread),
         Err(error) => {
@@ -73,13 +78,12 @@ pub fn spawn(cache: &Arc<SessionCache>, pool: Pool, retention: Retention) -> Hou
     }
 }
 
-fn run(cache: &Weak<SessionCache>, pool: &Pool, retention: &Retention) {
-    let mut feed = EventFeed::default();
+fn run(cache: &Weak<SessionCache>, pool: &Pool, mut feed: EventFeed, retention: &Retention) {
     let mut last_sweep: Option<Instant> = None;
     while let Some(cache) = cache.upgrade().filter(|c| !c.stopped()) {
         // A cache that never serves takes no lease: revokers never wait for it.
         if cache.enabled() {
-            if let Err(error) = feed.poll(&cache, pool) {
+            if let Err(error) = feed.poll(&cache) {
                 feed.failed(&cache, &error);
             }
         }
@@ -90,7 +94,7 @@ fn run(cache: &Weak<SessionCache>, pool: &Pool, retention: &Retention) {
         }
         std::thread::sleep(POLL_EVERY);
     }
-    feed.release(pool);
+    feed.release();
 }
 
 /// Deletes what has expired: sessions, old login failures, old session events,

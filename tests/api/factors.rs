@@ -275,4 +275,25 @@ both_backends! {
         let verify = app.get("/auth/verify?second_factor=required").await;
         assert_eq!(verify.status(), StatusCode::OK);
     }
+
+    async fn a_logout_or_a_password_change_ends_a_login_waiting_for_its_code(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let (secret, _) = enrol(&app).await;
+        let waiting = new_client();
+
+        // Logging out on the second-factor page ends the pending login.
+        assert_eq!(post_login(&waiting, &app.address, TEST_USER, TEST_PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(waiting.post(app.url("/logout")).send().await.unwrap().status(), StatusCode::OK);
+        let after_logout = waiting.post(app.url("/login/second-factor")).json(&json!({"code": code_at(&secret, 1)})).send().await.unwrap();
+        assert_eq!(after_logout.status(), StatusCode::UNAUTHORIZED);
+
+        // A password changed while a login waits (the victim reacting to a
+        // phished password) voids it, even with a right code.
+        assert_eq!(post_login(&waiting, &app.address, TEST_USER, TEST_PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+        let changed = app.cli(&["user", "passwd", TEST_USER, "--password-stdin"], "a brand new password\n");
+        assert!(changed.status.success(), "{}", output_text(&changed));
+        let after_change = waiting.post(app.url("/login/second-factor")).json(&json!({"code": code_at(&secret, 1)})).send().await.unwrap();
+        assert_eq!(after_change.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(waiting.get(app.url("/protected")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
 }
