@@ -170,6 +170,7 @@ pub fn enrol_totp(
     entry: Entry,
 ) -> QueryResult<Option<Vec<String>>> {
     conn.transaction(|conn| {
+        db::write_first(conn)?;
         let first = factor_queries::count(conn, user_id)? == 0;
         let id = factor_queries::insert_totp(conn, user_id, name, sealed, step, db::now())?;
         audit::record(
@@ -193,6 +194,7 @@ pub fn regenerate_recovery_codes(
     entry: Entry,
 ) -> QueryResult<Option<Vec<String>>> {
     conn.transaction(|conn| {
+        db::write_first(conn)?;
         if factor_queries::count(conn, user_id)? == 0 {
             return Ok(None);
         }

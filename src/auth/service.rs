@@ -106,8 +106,11 @@ pub async fn check_password(
     let waits = state
         .db(move |conn| {
             // One commit for all the bookkeeping, whatever the outcome.
-            conn.transaction(|conn| outcome.record(conn))
-                .map_err(AppError::from)
+            conn.transaction(|conn| {
+                db::write_first(conn)?;
+                outcome.record(conn)
+            })
+            .map_err(AppError::from)
         })
         .await?;
     count(state, purpose, failure, waits);
@@ -146,6 +149,7 @@ pub async fn check_code(
     let used = state
         .db(move |conn| {
             conn.transaction(|conn| {
+                db::write_first(conn)?;
                 let used = factors::verify(conn, &sealer, user_id, &code, db::now())?;
                 match used {
                     Some(used) => {

@@ -103,9 +103,7 @@ pub fn lock(conn: &mut AnyConnection, username: &str, client: &str) -> QueryResu
                     .execute(pg)?;
             }
         }
-        AnyConnection::Sqlite(lite) => {
-            diesel::sql_query("DELETE FROM login_failures WHERE 0").execute(lite)?;
-        }
+        AnyConnection::Sqlite(_) => crate::db::write_first(conn)?,
     }
     Ok(())
 }

@@ -433,6 +433,18 @@ where
     Ok(applied.into_iter().map(|row| row.version).collect())
 }
 
+/// Call first in a transaction that reads and then writes. On SQLite it takes
+/// the database's write lock now: a transaction that reads first fails at
+/// once ("database is locked") instead of waiting its turn when another
+/// connection writes meanwhile. On Postgres, row locks do this: nothing to do.
+pub fn write_first(conn: &mut AnyConnection) -> diesel::QueryResult<()> {
+    use diesel::RunQueryDsl as _;
+    if let AnyConnection::Sqlite(lite) = conn {
+        diesel::sql_query("DELETE FROM session_events WHERE 0").execute(lite)?;
+    }
+    Ok(())
+}
+
 /// The database's clock, for times every instance compares (leases): on
 /// Postgres the server's, so hosts with skewed clocks agree; on SQLite, whose
 /// processes share one host, the host's.

@@ -56,12 +56,7 @@ where
     E: From<diesel::result::Error>,
 {
     conn.transaction(|conn| {
-        // SQLite: the write lock first. A transaction that reads before it
-        // writes fails at once ("database is locked") rather than waiting its
-        // turn when another connection wrote meanwhile (see `throttle::lock`).
-        if let AnyConnection::Sqlite(lite) = conn {
-            diesel::sql_query("DELETE FROM session_events WHERE 0").execute(lite)?;
-        }
+        db::write_first(conn)?;
         let after = last_event(conn)?;
         let value = body(conn)?;
         let through = last_event(conn)?;

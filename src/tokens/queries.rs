@@ -23,10 +23,7 @@ pub struct NewToken<'a> {
 /// Stores a token unless the user holds [`MAX_PER_USER`] already (`Ok(None)`).
 pub fn create(conn: &mut AnyConnection, token: &NewToken<'_>) -> QueryResult<Option<TokenRow>> {
     conn.transaction(|conn| {
-        // SQLite: the write lock before the count (see `sessions::fence::guarded`).
-        if let AnyConnection::Sqlite(lite) = conn {
-            diesel::sql_query("DELETE FROM access_tokens WHERE 0").execute(lite)?;
-        }
+        crate::db::write_first(conn)?;
         let held: i64 = access_tokens::table
             .filter(access_tokens::user_id.eq(token.user_id))
             .count()
