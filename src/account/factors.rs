@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ops;
-use super::page::{account_page, acted, done, Shown};
+use super::page::{account_page, acted, remove_by_id, Removal, Shown};
 use crate::audit::{Entry, Event};
 use crate::auth::{CurrentUser, SessionUser};
 use crate::error::AppError;
@@ -205,23 +205,22 @@ pub async fn remove(
     body: Body<serde::de::IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
     current::require_recent(&req, state.settings.reauth_window)?;
-    let factor_id: i32 = path.parse().map_err(|_| AppError::NotFound)?;
-    let user_id = current.user.id;
-    let entry = Entry::new(Event::FactorRemoved).client(&Client::of(&req));
-    let removed = state
-        .db(move |conn| Ok(ops::remove_factor(conn, user_id, factor_id, entry)?))
-        .await?;
-    if !removed {
-        return Err(AppError::NotFound);
-    }
-    acted(&state, user_id, Event::FactorRemoved);
-    done(
-        body.kind,
+    let removal = Removal {
+        event: Event::FactorRemoved,
+        message: "Second factor removed.",
+        location: "/account#factors",
+        flash: Flash::FactorRemoved,
+    };
+    remove_by_id(
+        &req,
         &state,
-        "Second factor removed.",
-        "/account#factors",
-        Flash::FactorRemoved,
+        &current,
+        &path,
+        body.kind,
+        removal,
+        ops::remove_factor,
     )
+    .await
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -8,9 +8,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::device_name::{device_name, UNKNOWN};
-use crate::audit::Event;
+use crate::audit::{Entry, Event};
 use crate::auth::CurrentUser;
-use crate::db;
+use crate::db::{self, AnyConnection};
 use crate::error::AppError;
 use crate::factors::queries::{self as factor_queries, FactorRow};
 use crate::sessions::{current, queries as session_queries, store};
@@ -19,7 +19,7 @@ use crate::tokens::{queries as token_queries, TokenRow};
 use crate::users::UserId;
 use crate::web::flash::{self, Flash};
 use crate::web::pages::{PageContext, STYLE_HREF};
-use crate::web::{self as edge, BodyKind};
+use crate::web::{self as edge, BodyKind, Client};
 
 /// One session as its owner sees it.
 #[derive(Debug, Serialize)]
@@ -223,4 +223,47 @@ pub fn done(
         return Ok(response);
     }
     Ok(HttpResponse::Ok().json(json!({ "message": message })))
+}
+
+/// What removing one of the user's things (a token, a factor) is called.
+pub struct Removal {
+    pub event: Event,
+    pub message: &'static str,
+    pub location: &'static str,
+    pub flash: Flash,
+}
+
+/// Removes one of the user's things by the numeric id in the path with `op`
+/// (`false`: the user has no such thing, `404`), then answers as every
+/// account action does.
+pub async fn remove_by_id<E>(
+    req: &HttpRequest,
+    state: &AppState,
+    current: &CurrentUser,
+    id: &str,
+    kind: BodyKind,
+    removal: Removal,
+    op: fn(&mut AnyConnection, UserId, i32, Entry) -> Result<bool, E>,
+) -> Result<HttpResponse, AppError>
+where
+    AppError: From<E>,
+    E: 'static,
+{
+    let id: i32 = id.parse().map_err(|_| AppError::NotFound)?;
+    let user_id = current.user.id;
+    let entry = Entry::new(removal.event).client(&Client::of(req));
+    let removed = state
+        .db(move |conn| Ok(op(conn, user_id, id, entry)?))
+        .await?;
+    if !removed {
+        return Err(AppError::NotFound);
+    }
+    acted(state, user_id, removal.event);
+    done(
+        kind,
+        state,
+        removal.message,
+        removal.location,
+        removal.flash,
+    )
 }
