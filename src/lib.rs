@@ -2,8 +2,8 @@
 //!
 //! Layers, each importing only from those before it:
 //! `config`, `db` → `users` → `error` → `web` (the HTTP toolkit) →
-//! `sessions`, `audit`, `metrics`, `factors`, `links` → `state` → `auth`, `account` →
-//! `shell`, `startup`, `cli`.
+//! `sessions`, `audit`, `metrics`, `factors`, `links`, `tokens` → `state` →
+//! `auth` → `account`, `forward` → `shell`, `startup`, `cli`.
 #![forbid(unsafe_code)]
 
 pub mod account;
