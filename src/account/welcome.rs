@@ -3,7 +3,9 @@
 //! in (through the second factor when they have one); every other session of
 //! the user ends. Unknown, used and expired links get one answer: `410`.
 
+use actix_web::http::header;
 use actix_web::http::StatusCode;
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -160,6 +162,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/welcome/{token}")
             .route(web::get().to(show))
             .route(web::post().to(submit))
-            .default_service(web::to(edge::method_not_allowed)),
+            .default_service(web::to(edge::method_not_allowed))
+            // The page's own requests must not carry its one-time link as Referer.
+            .wrap(DefaultHeaders::new().add((header::REFERRER_POLICY, "no-referrer"))),
     );
 }

@@ -84,11 +84,7 @@ where
     E: From<DbError> + Send + 'static,
 {
     let pool = pool.clone();
-    // What the job logs belongs to the request that asked for it.
-    let span = tracing::Span::current();
-    actix_web::web::block(move || span.in_scope(|| run_here(&pool, job)))
-        .await
-        .map_err(|_| E::from(DbError::Blocking))?
+    blocking(move || run_here(&pool, job)).await
 }
 
 /// Runs `job` with a pooled connection on this thread (background threads and
@@ -117,9 +113,7 @@ where
     E: From<DbError> + Send + 'static,
 {
     let pool = pool.clone();
-    let span = tracing::Span::current();
-    actix_web::web::block(move || {
-        let _request = span.enter();
+    blocking(move || {
         let mut tries = pool.max_size();
         loop {
             match run_once(&pool, &job) {
@@ -129,7 +123,19 @@ where
         }
     })
     .await
-    .map_err(|_| E::from(DbError::Blocking))?
+}
+
+/// `work` on actix's blocking threads, inside the request's span (what a job
+/// logs belongs to the request that asked for it).
+async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<DbError> + Send + 'static,
+{
+    let span = tracing::Span::current();
+    actix_web::web::block(move || span.in_scope(work))
+        .await
+        .map_err(|_| E::from(DbError::Blocking))?
 }
 
 /// The job's result, and whether its connection was found broken.

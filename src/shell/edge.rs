@@ -154,13 +154,6 @@ impl Exchange {
             response
         };
         add_headers(response.headers_mut(), self.secure);
-        if self.uri.path().starts_with("/welcome/") {
-            // The page's own requests must not carry its one-time link as Referer.
-            response.headers_mut().insert(
-                HeaderName::from_static("referrer-policy"),
-                HeaderValue::from_static("no-referrer"),
-            );
-        }
         if let Ok(id) = HeaderValue::from_str(&self.request_id) {
             response
                 .headers_mut()
@@ -348,7 +341,10 @@ fn add_headers(headers: &mut HeaderMap, secure: bool) {
     };
     set(headers, "content-security-policy", CSP);
     set(headers, "x-content-type-options", "nosniff");
-    set(headers, "referrer-policy", "same-origin");
+    // A route may choose a stricter policy (a one-time link's page: no-referrer).
+    if !headers.contains_key(header::REFERRER_POLICY) {
+        set(headers, "referrer-policy", "same-origin");
+    }
     set(headers, "x-frame-options", "DENY");
     if secure {
         set(
