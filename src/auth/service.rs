@@ -192,17 +192,20 @@ async fn reserve(
     let reserved = state
         .db(move |conn| {
             let result = conn.transaction(|conn| {
-                throttle::lock(conn, &name, &client)?;
-                let found = queries::find_by_username(conn, &name)?;
-                let attempt = Attempt {
-                    // Throttled by the folded name: `Alice` and `ALICE` share one count.
+                let mut attempt = Attempt {
+                    // Throttled (and locked) by the folded name: `Alice` and
+                    // `ALICE` share one count and one lock.
                     username: fold(&name),
                     client: client.clone(),
-                    // A device cookie counts only for the user it names.
-                    device: device
-                        .filter(|d| found.as_ref().is_some_and(|u| u.id == d.user_id))
-                        .map(|d| d.id),
+                    device: None,
+                    per_account: purpose != Purpose::Token,
                 };
+                throttle::lock(conn, &attempt)?;
+                let found = queries::find_by_username(conn, &name)?;
+                // A device cookie counts only for the user it names.
+                attempt.device = device
+                    .filter(|d| found.as_ref().is_some_and(|u| u.id == d.user_id))
+                    .map(|d| d.id);
                 let reservation = throttle::reserve(conn, &limits, &attempt, db::now())?;
                 Ok::<_, ReserveError>((found, attempt, reservation))
             });

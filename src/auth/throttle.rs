@@ -67,6 +67,9 @@ pub struct Attempt {
     pub client: String,
     /// The device cookie's id, when it names the account being tried.
     pub device: Option<String>,
+    /// Whether the per-account ceiling applies (not to bad bearer tokens,
+    /// whose "account" is a pseudo-name shared by every client).
+    pub per_account: bool,
 }
 
 /// A try refused: retry in this many seconds.
@@ -94,10 +97,14 @@ pub struct Reservation(i64);
 /// on SQLite by taking the database's write lock now, before any read (a read
 /// first would make the later insert fail with "database is locked" instead
 /// of waiting its turn).
-pub fn lock(conn: &mut AnyConnection, username: &str, client: &str) -> QueryResult<()> {
+pub fn lock(conn: &mut AnyConnection, attempt: &Attempt) -> QueryResult<()> {
     match conn {
         AnyConnection::Postgresql(pg) => {
-            for key in [format!("client:{client}"), format!("account:{username}")] {
+            let client = format!("client:{}", attempt.client);
+            let account = attempt
+                .per_account
+                .then(|| format!("account:{}", attempt.username));
+            for key in std::iter::once(client).chain(account) {
                 diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7433920061))")
                     .bind::<diesel::sql_types::Text, _>(key)
                     .execute(pg)?;
@@ -156,22 +163,23 @@ fn wait(
         ),
         (by_client().into_boxed(), limits.per_client, limits.window),
     ];
-    checks.push(match &attempt.device {
-        Some(device) => (
+    match &attempt.device {
+        Some(device) => checks.push((
             login_failures::table
                 .filter(login_failures::device.eq(device.clone()))
                 .into_boxed(),
             limits.per_user_client,
             limits.window,
-        ),
-        None => (
+        )),
+        None if attempt.per_account => checks.push((
             by_user()
                 .filter(login_failures::device.is_null())
                 .into_boxed(),
             limits.per_account,
             ACCOUNT_WINDOW,
-        ),
-    });
+        )),
+        None => {}
+    }
     let mut open_at: Option<NaiveDateTime> = None;
     for (tries, limit, window) in checks {
         // The tries so far include this one: over the limit means `limit`

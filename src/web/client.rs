@@ -57,7 +57,7 @@ fn throttle_key(addr: IpAddr) -> String {
 /// Whether the request came straight from one of `LATCHKEY_TRUSTED_PROXIES`
 /// (whose `X-Forwarded-*` headers may then be believed).
 pub fn from_trusted_proxy(req: &HttpRequest) -> bool {
-    let Some(peer) = req.peer_addr().map(|p| p.ip()) else {
+    let Some(peer) = req.peer_addr().map(|p| p.ip().to_canonical()) else {
         return false;
     };
     WebContext::of(req).is_ok_and(|web| {
