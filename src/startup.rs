@@ -15,6 +15,7 @@ use anyhow::Context as _;
 use crate::audit::Sampler;
 use crate::config::{SecretKey, Settings};
 use crate::db::DbError;
+use crate::factors::passkeys::RelyingParty;
 use crate::factors::Sealer;
 use crate::metrics::Metrics;
 use crate::sessions::cache::SessionCache;
@@ -215,6 +216,17 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<(Part
         max_per_user: settings.max_sessions_per_user,
     };
     let sealer = Arc::new(Sealer::new(&secret, settings.secret_key_previous.as_ref()));
+    let passkeys = settings
+        .public_url
+        .as_ref()
+        .and_then(RelyingParty::new)
+        .map(Arc::new);
+    if passkeys.is_none() {
+        tracing::warn!(
+            "passkeys are off: WebAuthn needs LATCHKEY_PUBLIC_URL on a domain name \
+             (http://localhost:PORT for local use), not an IP address"
+        );
+    }
     let settings = Arc::new(settings);
     let parts = Parts {
         web: WebContext::new(settings.clone(), &secret),
@@ -232,6 +244,7 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<(Part
             throttled: Arc::new(Sampler::new(THROTTLED_SAMPLE_EVERY, THROTTLED_SAMPLE_KEYS)),
             breached,
             sealer,
+            passkeys,
         }),
         // One key for every worker: built once, outside the server closure.
         key: Key::from(secret.as_bytes()),

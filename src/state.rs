@@ -8,6 +8,7 @@ use crate::audit::Sampler;
 use crate::config::Settings;
 use crate::db::{self, AnyConnection, Pool};
 use crate::error::AppError;
+use crate::factors::passkeys::RelyingParty;
 use crate::factors::Sealer;
 use crate::metrics::Metrics;
 use crate::sessions::cache::SessionCache;
@@ -28,6 +29,9 @@ pub struct AppState {
     pub breached: Option<Arc<BreachedFilter>>,
     /// Seals TOTP secrets at rest (a key derived from the secret key).
     pub sealer: Arc<Sealer>,
+    /// The WebAuthn relying party (`None`: passkeys are off, see
+    /// [`RelyingParty::new`]).
+    pub passkeys: Option<Arc<RelyingParty>>,
 }
 
 impl AppState {

@@ -9,10 +9,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::page::done;
+use crate::auth::second_factor;
 use crate::auth::service::{self, Asker, Purpose};
 use crate::auth::SessionUser;
 use crate::error::AppError;
-use crate::factors::{self, Code};
+use crate::factors::{self, Code, Kind, Proof};
 use crate::sessions::current;
 use crate::state::AppState;
 use crate::web::flash::Flash;
@@ -28,6 +29,8 @@ struct ConfirmPage<'a> {
     csrf_token: &'a str,
     next: &'a str,
     error: Option<&'a str>,
+    /// Offer the user's passkey.
+    passkey: bool,
 }
 
 #[derive(Deserialize)]
@@ -39,15 +42,29 @@ pub struct Confirm {
     code: String,
     #[serde(default)]
     next: String,
+    /// A passkey's assertion, answering `/account/confirm/options`: proves
+    /// both factors at once (no password needed).
+    #[serde(default)]
+    credential: Option<serde_json::Value>,
 }
 
-fn page(
+/// Where the challenge of a confirmation by passkey waits.
+const CEREMONY_KEY: &str = "latchkey.passkey_confirm";
+
+/// The page; it offers a passkey when the user has one (and passkeys are on).
+async fn page(
     req: &HttpRequest,
     current: &SessionUser,
     status: StatusCode,
     next: &str,
     error: Option<&str>,
 ) -> Result<HttpResponse, AppError> {
+    let state = AppState::of(req)?;
+    let user_id = current.user.id;
+    let passkey = state.passkeys.is_some()
+        && state
+            .db(move |conn| Ok(factors::kinds(conn, user_id)?.contains(&Kind::Passkey)))
+            .await?;
     let context = PageContext::new(req)?;
     context.render(
         status,
@@ -57,6 +74,7 @@ fn page(
             csrf_token: &context.csrf_token,
             next: safe_next(next).unwrap_or(""),
             error,
+            passkey,
         },
     )
 }
@@ -73,7 +91,7 @@ pub async fn show(
         })));
     }
     let next = next_param(&req);
-    page(&req, &current, StatusCode::OK, &next, None)
+    page(&req, &current, StatusCode::OK, &next, None).await
 }
 
 /// `POST /account/confirm` `{"password"}`.
@@ -87,11 +105,44 @@ pub async fn confirm(
         password,
         code,
         next,
+        credential,
     } = body.value;
     let form = body.kind == BodyKind::Form;
     let asker = Asker::of(&req)?;
     let username = &current.user.username;
     let user_id = current.user.id;
+    if credential.is_some() {
+        let proof = match second_factor::passkey_proof_under(&req, &state, CEREMONY_KEY, credential)
+        {
+            Ok(proof) => proof,
+            Err(message) if form => {
+                return page(
+                    &req,
+                    &current,
+                    StatusCode::BAD_REQUEST,
+                    &next,
+                    Some(message),
+                )
+                .await;
+            }
+            Err(message) => return Err(AppError::BadRequest(message.to_owned())),
+        };
+        if !service::check_factor(&state, user_id, username, proof, &asker, false).await? {
+            const REFUSED: &str = "That passkey was not accepted.";
+            if form {
+                return page(
+                    &req,
+                    &current,
+                    StatusCode::UNAUTHORIZED,
+                    &next,
+                    Some(REFUSED),
+                )
+                .await;
+            }
+            return Err(AppError::Unauthorized(REFUSED));
+        }
+        return confirmed(&req, &state, body.kind, &next);
+    }
     let has_factor = state
         .db(move |conn| Ok(factors::queries::count(conn, user_id)? > 0))
         .await?;
@@ -103,14 +154,24 @@ pub async fn confirm(
             const NEEDED: &str =
                 "Enter the code your authenticator app shows, or a recovery code, with your password.";
             if form {
-                return page(&req, &current, StatusCode::BAD_REQUEST, &next, Some(NEEDED));
+                return page(&req, &current, StatusCode::BAD_REQUEST, &next, Some(NEEDED)).await;
             }
             return Err(AppError::BadRequest(NEEDED.to_owned()));
         }
     };
     let matched =
         service::check_password(&state, username, password, &asker, Purpose::Confirm).await?;
-    let wrong = |message: &'static str| {
+    let wrong = if matched.is_none() {
+        Some("That password is not right.")
+    } else if let Some(code) = code {
+        let proof = Proof::Code(code);
+        let accepted =
+            service::check_factor(&state, user_id, username, proof, &asker, false).await?;
+        (!accepted).then_some("That code is not right.")
+    } else {
+        None
+    };
+    if let Some(message) = wrong {
         if form {
             return page(
                 &req,
@@ -118,31 +179,47 @@ pub async fn confirm(
                 StatusCode::UNAUTHORIZED,
                 &next,
                 Some(message),
-            );
+            )
+            .await;
         }
-        Err(AppError::Unauthorized(message))
-    };
-    if matched.is_none() {
-        return wrong("That password is not right.");
+        return Err(AppError::Unauthorized(message));
     }
-    if let Some(code) = code {
-        if !service::check_code(&state, user_id, username, code, &asker, false).await? {
-            return wrong("That code is not right.");
-        }
-    }
-    current::confirmed(&req)?;
-    let location = safe_next(&next).unwrap_or("/account");
+    confirmed(&req, &state, body.kind, &next)
+}
+
+fn confirmed(
+    req: &HttpRequest,
+    state: &AppState,
+    kind: BodyKind,
+    next: &str,
+) -> Result<HttpResponse, AppError> {
+    current::confirmed(req)?;
+    let location = safe_next(next).unwrap_or("/account");
     done(
-        body.kind,
-        &state,
+        kind,
+        state,
         "Identity confirmed.",
         location,
         Flash::IdentityConfirmed,
     )
 }
 
+/// `POST /account/confirm/options`: a challenge for the user's passkeys.
+pub async fn options(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    current: SessionUser,
+    _body: Body<serde::de::IgnoredAny>,
+) -> Result<HttpResponse, AppError> {
+    second_factor::passkey_challenge(&req, &state, current.user.id, CEREMONY_KEY).await
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
+    cfg.service(edge::only(
+        "/account/confirm/options",
+        web::post().to(options),
+    ))
+    .service(
         web::resource("/account/confirm")
             .route(web::get().to(show))
             .route(web::post().to(confirm))

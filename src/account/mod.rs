@@ -6,6 +6,7 @@ pub mod device_name;
 pub mod factors;
 pub mod ops;
 pub mod page;
+pub mod passkeys;
 pub mod routes;
 pub mod tokens;
 pub mod welcome;

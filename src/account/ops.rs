@@ -186,6 +186,54 @@ pub fn enrol_totp(
     })
 }
 
+/// What enrolling a passkey came to.
+#[derive(Debug)]
+pub enum PasskeyEnrolment {
+    /// Enrolled; on the user's first factor, the recovery codes (shown once).
+    Enrolled(Option<Vec<String>>),
+    /// The credential is registered already (to this account or another).
+    Taken,
+}
+
+/// Enrols a registered passkey (`stored`: its record; `credential_key`: its
+/// credential id). On the user's first factor, also the recovery codes.
+pub fn enrol_passkey(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    name: &str,
+    stored: &str,
+    credential_key: &str,
+    entry: Entry,
+) -> QueryResult<PasskeyEnrolment> {
+    let enrolled = conn.transaction(|conn| {
+        db::write_first(conn)?;
+        if factor_queries::passkey_by_credential(conn, credential_key)?.is_some() {
+            return Ok(PasskeyEnrolment::Taken);
+        }
+        let first = factor_queries::count(conn, user_id)? == 0;
+        let id =
+            factor_queries::insert_passkey(conn, user_id, name, stored, credential_key, db::now())?;
+        audit::record(
+            conn,
+            &entry.user(user_id).detail(format!("passkey {id} ({name})")),
+        )?;
+        if !first {
+            return Ok(PasskeyEnrolment::Enrolled(None));
+        }
+        let (shown, hashes) = factors::new_recovery_codes();
+        factor_queries::replace_recovery_codes(conn, user_id, &hashes, db::now())?;
+        Ok(PasskeyEnrolment::Enrolled(Some(shown)))
+    });
+    match enrolled {
+        // Registered by a racing request between the check and the insert.
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Ok(PasskeyEnrolment::Taken),
+        other => other,
+    }
+}
+
 /// New recovery codes, voiding the old ones; `None` when the user has no
 /// factor (recovery codes alone would be a second password, not a factor).
 pub fn regenerate_recovery_codes(

@@ -50,6 +50,8 @@ struct AccountPage<'a> {
     notice: Option<&'a str>,
     error: Option<&'a str>,
     new_token: Option<&'a str>,
+    /// Offer "Add a passkey" (passkeys are on).
+    passkeys: bool,
 }
 
 /// What the account page shows beyond the account: an error from the last
@@ -195,6 +197,7 @@ pub async fn account_page(
             notice: context.notice,
             error: shown.error,
             new_token: shown.new_token,
+            passkeys: state.passkeys.is_some(),
         },
     )
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::ops::{self, Sessions};
 use super::page::{account_page, acted, done, factor_views, session_views, token_views, Shown};
-use super::{confirm, factors, tokens, welcome};
+use super::{confirm, factors, passkeys, tokens, welcome};
 use crate::audit::{Entry, Event};
 use crate::auth::service::{self, Asker, Purpose};
 use crate::auth::{CurrentUser, SessionUser};
@@ -233,6 +233,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         ))
         .configure(tokens::routes)
         .configure(factors::routes)
+        .configure(passkeys::routes)
         .configure(welcome::routes)
         .configure(confirm::routes);
 }

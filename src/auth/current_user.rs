@@ -61,12 +61,15 @@ impl FromRequest for CurrentUser {
 
 /// What a session that must enrol a second factor may still reach: the
 /// account page (where the form is) and the enrolment itself.
-const ENROLMENT_PATHS: [&str; 5] = [
+const ENROLMENT_PATHS: [&str; 8] = [
     "/account",
     "/account/confirm",
     "/account/totp",
     "/account/totp/qr.svg",
     "/account/totp/confirm",
+    "/account/passkeys/options",
+    "/account/passkeys",
+    "/account/confirm/options",
 ];
 
 fn from_session(req: &HttpRequest) -> Result<CurrentUser, AppError> {

@@ -2,6 +2,7 @@
 
 pub mod bearer;
 pub mod current_user;
+pub mod passkey;
 pub mod routes;
 pub mod second_factor;
 pub mod service;

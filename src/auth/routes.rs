@@ -99,8 +99,9 @@ async fn sign_in(
         .db(move |conn| Ok(factors::kinds(conn, user_id)?))
         .await?;
     if !kinds.is_empty() {
-        let pending =
+        let mut pending =
             current::Pending::new(user.id, &user.username, &user.password_hash, remember, next);
+        pending.passkey = kinds.contains(&factors::Kind::Passkey) && state.passkeys.is_some();
         current::begin_pending(req, &pending, &asker.client)?;
         return Ok(Outcome::Pending(kinds.iter().map(|k| k.as_str()).collect()));
     }
@@ -242,6 +243,7 @@ fn login_page_response(
             username,
             error,
             notice: context.notice,
+            passkeys: AppState::of(req)?.passkeys.is_some(),
         },
     )
 }
@@ -325,6 +327,7 @@ fn is_form(ctx: &guard::GuardContext<'_>) -> bool {
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(super::second_factor::routes)
+        .configure(super::passkey::routes)
         .service(
             web::resource("/login")
                 .route(web::get().to(login_page))

@@ -1,8 +1,9 @@
 //! `/login/second-factor`: finishing a login that passed its password, for a
 //! user with a second factor. The pending login lives in the session (see
 //! `sessions::current::Pending`): 5 minutes, 5 wrong codes. Every code is
-//! throttled and audited like a password (`service::check_code`), so starting
-//! new pending logins buys no more guesses.
+//! throttled and audited like a password (`service::check_factor`), so
+//! starting new pending logins buys no more guesses. A passkey finishes it
+//! too: `/login/second-factor/options`, then its assertion as `"credential"`.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -10,13 +11,16 @@ use askama::Template;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::passkey;
 use super::service::{self, Asker};
 use crate::audit::{self, Entry, Event};
 use crate::error::AppError;
-use crate::factors::Code;
+use crate::factors::passkeys;
+use crate::factors::queries as factor_queries;
+use crate::factors::{Code, PasskeyProof, Proof};
 use crate::sessions::current::{self, Pending, PENDING_MAX_TRIES};
 use crate::state::AppState;
-use crate::users::queries;
+use crate::users::{queries, UserId};
 use crate::web::pages::{PageContext, STYLE_HREF};
 use crate::web::{self as edge, Body, BodyKind, Wants, WebContext};
 
@@ -31,13 +35,21 @@ struct SecondFactorPage<'a> {
     username: &'a str,
     csrf_token: &'a str,
     error: Option<&'a str>,
+    /// Offer the user's passkey.
+    passkey: bool,
 }
 
 #[derive(Deserialize)]
 pub struct CodeBody {
     #[serde(default)]
     code: String,
+    /// A passkey's assertion, answering `/login/second-factor/options`.
+    #[serde(default)]
+    credential: Option<serde_json::Value>,
 }
+
+/// Where the challenge of a pending login's passkey waits.
+const CEREMONY_KEY: &str = "latchkey.passkey_second_factor";
 
 fn page(
     req: &HttpRequest,
@@ -53,6 +65,7 @@ fn page(
             username: &pending.username,
             csrf_token: &context.csrf_token,
             error,
+            passkey: pending.passkey,
         },
     )
 }
@@ -87,19 +100,25 @@ pub async fn submit(
         }
         return Err(AppError::Unauthorized(NO_PENDING));
     };
-    // A code of no possible shape is no guess: refused, not counted.
-    let Some(code) = Code::parse(&body.value.code) else {
-        if form {
-            return page(&req, &pending, StatusCode::BAD_REQUEST, Some(MALFORMED));
+    let CodeBody { code, credential } = body.value;
+    let proof = match credential {
+        Some(sent) => passkey_proof(&req, &state, Some(sent)),
+        // A code of no possible shape is no guess: refused, not counted.
+        None => Code::parse(&code).map(Proof::Code).ok_or(MALFORMED),
+    };
+    let proof = match proof {
+        Ok(proof) => proof,
+        Err(message) if form => {
+            return page(&req, &pending, StatusCode::BAD_REQUEST, Some(message));
         }
-        return Err(AppError::BadRequest(MALFORMED.to_owned()));
+        Err(message) => return Err(AppError::BadRequest(message.to_owned())),
     };
     let asker = Asker::of(&req)?;
-    let accepted = service::check_code(
+    let accepted = service::check_factor(
         &state,
         pending.user_id,
         &pending.username,
-        code,
+        proof,
         &asker,
         true,
     )
@@ -161,8 +180,76 @@ pub async fn submit(
     Ok(response)
 }
 
+/// A passkey's assertion with the challenge it answers, which this session
+/// was given by an `/options` route under `key` (used once).
+pub fn passkey_proof_under(
+    req: &HttpRequest,
+    state: &AppState,
+    key: &str,
+    sent: Option<serde_json::Value>,
+) -> Result<Proof, &'static str> {
+    passkey::relying_party(state).map_err(|_| PASSKEYS_OFF)?;
+    let credential = passkey::credential(sent).map_err(|_| BAD_CREDENTIAL)?;
+    let state = current::take_ceremony(req, key).ok_or(EXPIRED)?;
+    Ok(Proof::Passkey(Box::new(PasskeyProof { credential, state })))
+}
+
+fn passkey_proof(
+    req: &HttpRequest,
+    state: &AppState,
+    sent: Option<serde_json::Value>,
+) -> Result<Proof, &'static str> {
+    passkey_proof_under(req, state, CEREMONY_KEY, sent)
+}
+
+const PASSKEYS_OFF: &str = "Passkeys are not available on this server.";
+const BAD_CREDENTIAL: &str = "\"credential\" must be a WebAuthn PublicKeyCredential.";
+const EXPIRED: &str = "The passkey request has expired or was used: ask for new options.";
+
+/// A challenge for one of `user_id`'s passkeys, kept under `key`; `404`
+/// when passkeys are off, `400` when the user has none.
+pub async fn passkey_challenge(
+    req: &HttpRequest,
+    state: &AppState,
+    user_id: UserId,
+    key: &str,
+) -> Result<HttpResponse, AppError> {
+    let rp = passkey::relying_party(state)?;
+    let rows = state
+        .db(move |conn| Ok(factor_queries::passkeys(conn, user_id)?))
+        .await?;
+    let stored: Vec<_> = rows
+        .iter()
+        .filter_map(|row| passkeys::load(&row.secret))
+        .collect();
+    if stored.is_empty() {
+        return Err(AppError::BadRequest(
+            "There is no passkey on this account.".to_owned(),
+        ));
+    }
+    let (challenge, ceremony) = rp
+        .start_authentication(&stored)
+        .map_err(AppError::internal)?;
+    current::keep_ceremony(req, key, ceremony)?;
+    Ok(passkey::options(&challenge))
+}
+
+/// `POST /login/second-factor/options`: a challenge for the pending user's passkeys.
+pub async fn options(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    _body: Body<serde::de::IgnoredAny>,
+) -> Result<HttpResponse, AppError> {
+    let pending = current::pending(&req).ok_or(AppError::Unauthorized(NO_PENDING))?;
+    passkey_challenge(&req, &state, pending.user_id, CEREMONY_KEY).await
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
+    cfg.service(edge::only(
+        "/login/second-factor/options",
+        web::post().to(options),
+    ))
+    .service(
         web::resource("/login/second-factor")
             .route(web::get().to(show))
             .route(web::post().to(submit))

@@ -9,7 +9,7 @@ use super::throttle::{self, Attempt, Limits, Reservation, ReserveError};
 use crate::audit::{self, Entry, Event};
 use crate::db;
 use crate::error::AppError;
-use crate::factors::{self, Code};
+use crate::factors::{self, Proof, Verifier};
 use crate::sessions::events;
 use crate::state::AppState;
 use crate::users::fold::fold;
@@ -122,20 +122,22 @@ pub async fn check_password(
     Ok(found)
 }
 
-/// Checks a second-factor code of `user`, throttled like a password (the try
-/// is recorded first, as a failure of the username, the client and the
-/// account; `429` past a limit) and audited. `true` when it was accepted: the
-/// code is used up and the user's failures from this client are forgiven.
-pub async fn check_code(
+/// Checks a second factor of `user` (a code, or a passkey's assertion),
+/// throttled like a password (the try is recorded first, as a failure of the
+/// username, the client and the account; `429` past a limit) and audited.
+/// `true` when it was accepted: the code is used up and the user's failures
+/// from this client are forgiven.
+pub async fn check_factor(
     state: &AppState,
     user_id: UserId,
     username: &str,
-    code: Code,
+    proof: Proof,
     asker: &Asker,
     completes_login: bool,
 ) -> Result<bool, AppError> {
     let (_, attempt, _reservation) = reserve(state, username, asker, Purpose::SecondFactor).await?;
     let sealer = state.sealer.clone();
+    let passkeys = state.passkeys.clone();
     let entry = |event| {
         Entry::new(event)
             .user(user_id)
@@ -150,7 +152,11 @@ pub async fn check_code(
         .db(move |conn| {
             conn.transaction(|conn| {
                 db::write_first(conn)?;
-                let used = factors::verify(conn, &sealer, user_id, &code, db::now())?;
+                let verifier = Verifier {
+                    sealer: &sealer,
+                    passkeys: passkeys.as_deref(),
+                };
+                let used = factors::verify(conn, verifier, user_id, &proof, db::now())?;
                 match used {
                     Some(used) => {
                         throttle::clear(conn, &attempt)?;

@@ -79,6 +79,7 @@ diesel::table! {
         last_step -> Nullable<Int8>,
         created_at -> Timestamp,
         last_used_at -> Nullable<Timestamp>,
+        credential_id -> Nullable<Text>,
     }
 }
 

@@ -1,5 +1,6 @@
-//! Second factors: TOTP (RFC 6238: SHA-1, 6 digits, 30 s, one step of drift)
-//! and single-use recovery codes. Domain code: no HTTP here.
+//! Second factors: TOTP (RFC 6238: SHA-1, 6 digits, 30 s, one step of drift),
+//! passkeys and security keys (WebAuthn, see [`passkeys`]) and single-use
+//! recovery codes. Domain code: no HTTP here.
 //!
 //! - A TOTP secret is stored sealed ([`Sealer`]: ChaCha20-Poly1305 under a key
 //!   derived by HKDF-SHA256 from the secret key), so a copy of the database
@@ -10,6 +11,7 @@
 //! - Recovery codes are 80 random bits each, stored as SHA-256 (a slow hash
 //!   adds nothing at that entropy), and used up by a conditional update.
 
+pub mod passkeys;
 pub mod queries;
 
 use std::fmt;
@@ -34,6 +36,7 @@ pub const ISSUER: &str = "latchkey";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Totp,
+    Passkey,
     RecoveryCode,
 }
 
@@ -41,6 +44,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Totp => "totp",
+            Self::Passkey => "passkey",
             Self::RecoveryCode => "recovery_code",
         }
     }
@@ -268,10 +272,11 @@ impl Sealer {
     }
 }
 
-/// Which factor a code was accepted as.
+/// Which factor a proof was accepted as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Used {
     Totp { factor_id: i32 },
+    Passkey { factor_id: i32 },
     Recovery,
 }
 
@@ -279,23 +284,73 @@ impl Used {
     pub fn kind(self) -> Kind {
         match self {
             Self::Totp { .. } => Kind::Totp,
+            Self::Passkey { .. } => Kind::Passkey,
             Self::Recovery => Kind::RecoveryCode,
         }
     }
 }
 
-/// Checks `code` against the user's factors and uses it up: `Some` the first
-/// time a valid code is offered, `None` for a wrong or already used one. Run
-/// it in the caller's transaction, with what it records about the outcome.
+/// What a user offers as their second factor: a code, or a passkey's
+/// assertion answering the challenge this session was given.
+#[derive(Debug, Clone)]
+pub enum Proof {
+    Code(Code),
+    Passkey(Box<PasskeyProof>),
+}
+
+#[derive(Debug, Clone)]
+pub struct PasskeyProof {
+    pub credential: webauthn_rs::prelude::PublicKeyCredential,
+    pub state: webauthn_rs::prelude::PasskeyAuthentication,
+}
+
+/// What checking a proof needs beside the database.
+#[derive(Debug, Clone, Copy)]
+pub struct Verifier<'a> {
+    pub sealer: &'a Sealer,
+    /// `None` when passkeys are off (see [`passkeys::RelyingParty::new`]).
+    pub passkeys: Option<&'a passkeys::RelyingParty>,
+}
+
+/// Checks `proof` against the user's factors and uses it up: `Some` the first
+/// time a valid code or assertion is offered, `None` for a wrong or already
+/// used one. Run it in the caller's transaction, with what it records about
+/// the outcome.
 pub fn verify(
     conn: &mut crate::db::AnyConnection,
-    sealer: &Sealer,
+    verifier: Verifier<'_>,
     user_id: crate::users::UserId,
-    code: &Code,
+    proof: &Proof,
     now: chrono::NaiveDateTime,
 ) -> diesel::QueryResult<Option<Used>> {
-    match code {
-        Code::Totp(code) => {
+    let sealer = verifier.sealer;
+    match proof {
+        Proof::Passkey(proof) => {
+            let Some(rp) = verifier.passkeys else {
+                return Ok(None);
+            };
+            let key = passkeys::credential_key(proof.credential.get_credential_id());
+            // The credential must still be the user's now, whatever the
+            // challenge allowed when it was made.
+            let Some(row) = queries::passkey_by_credential(conn, &key)? else {
+                return Ok(None);
+            };
+            let Some(stored) = passkeys::load(&row.secret).filter(|_| row.user_id == user_id)
+            else {
+                return Ok(None);
+            };
+            match rp.finish_authentication(&proof.credential, &proof.state, &stored) {
+                Ok(updated) => {
+                    queries::passkey_used(conn, row.id, &passkeys::store(&updated), now)?;
+                    Ok(Some(Used::Passkey { factor_id: row.id }))
+                }
+                Err(refused) => {
+                    tracing::info!(factor = row.id, %refused, "a passkey assertion was refused");
+                    Ok(None)
+                }
+            }
+        }
+        Proof::Code(Code::Totp(code)) => {
             for row in queries::totp_secrets(conn, user_id)? {
                 let Some((secret, stale)) = sealer.open(&row.secret) else {
                     tracing::warn!(
@@ -318,9 +373,12 @@ pub fn verify(
             }
             Ok(None)
         }
-        Code::Recovery(code) => Ok(
-            queries::use_recovery_code(conn, user_id, &code.hash(), now)?.then_some(Used::Recovery),
-        ),
+        Proof::Code(Code::Recovery(code)) => {
+            Ok(
+                queries::use_recovery_code(conn, user_id, &code.hash(), now)?
+                    .then_some(Used::Recovery),
+            )
+        }
     }
 }
 
@@ -329,12 +387,13 @@ pub fn kinds(
     conn: &mut crate::db::AnyConnection,
     user_id: crate::users::UserId,
 ) -> diesel::QueryResult<Vec<Kind>> {
-    let mut kinds = Vec::new();
-    if queries::count(conn, user_id)? > 0 {
-        kinds.push(Kind::Totp);
-        if queries::recovery_codes_left(conn, user_id)? > 0 {
-            kinds.push(Kind::RecoveryCode);
-        }
+    let enrolled = queries::kinds(conn, user_id)?;
+    let mut kinds: Vec<Kind> = [Kind::Totp, Kind::Passkey]
+        .into_iter()
+        .filter(|kind| enrolled.iter().any(|k| k == kind.as_str()))
+        .collect();
+    if !kinds.is_empty() && queries::recovery_codes_left(conn, user_id)? > 0 {
+        kinds.push(Kind::RecoveryCode);
     }
     Ok(kinds)
 }

@@ -53,6 +53,83 @@ pub fn insert_totp(
         .get_result(conn)
 }
 
+/// A stored passkey: webauthn-rs's credential record as JSON.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = second_factors)]
+pub struct StoredPasskey {
+    pub id: i32,
+    pub user_id: UserId,
+    pub secret: String,
+}
+
+/// Stores a registered passkey (a credential registered already is a
+/// unique violation).
+pub fn insert_passkey(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    name: &str,
+    stored: &str,
+    credential_key: &str,
+    now: NaiveDateTime,
+) -> QueryResult<i32> {
+    diesel::insert_into(second_factors::table)
+        .values((
+            second_factors::user_id.eq(user_id),
+            second_factors::kind.eq(Kind::Passkey.as_str()),
+            second_factors::name.eq(name),
+            second_factors::secret.eq(stored),
+            second_factors::credential_id.eq(Some(credential_key)),
+            second_factors::created_at.eq(now),
+        ))
+        .returning(second_factors::id)
+        .get_result(conn)
+}
+
+/// The user's passkeys.
+pub fn passkeys(conn: &mut AnyConnection, user_id: UserId) -> QueryResult<Vec<StoredPasskey>> {
+    second_factors::table
+        .filter(second_factors::user_id.eq(user_id))
+        .filter(second_factors::kind.eq(Kind::Passkey.as_str()))
+        .select(StoredPasskey::as_select())
+        .load(conn)
+}
+
+/// The passkey with this credential id (base64url), whoever holds it.
+pub fn passkey_by_credential(
+    conn: &mut AnyConnection,
+    credential_key: &str,
+) -> QueryResult<Option<StoredPasskey>> {
+    second_factors::table
+        .filter(second_factors::credential_id.eq(credential_key))
+        .filter(second_factors::kind.eq(Kind::Passkey.as_str()))
+        .select(StoredPasskey::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Records a passkey's use, with its record updated (signature counter, backup state).
+pub fn passkey_used(
+    conn: &mut AnyConnection,
+    id: i32,
+    stored: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(second_factors::table.find(id))
+        .set((
+            second_factors::secret.eq(stored),
+            second_factors::last_used_at.eq(Some(now)),
+        ))
+        .execute(conn)
+}
+
+/// The kinds of the user's factors (one entry a factor).
+pub fn kinds(conn: &mut AnyConnection, user_id: UserId) -> QueryResult<Vec<String>> {
+    second_factors::table
+        .filter(second_factors::user_id.eq(user_id))
+        .select(second_factors::kind)
+        .load(conn)
+}
+
 /// The user's factors, oldest first.
 pub fn list(conn: &mut AnyConnection, user_id: UserId) -> QueryResult<Vec<FactorRow>> {
     second_factors::table

@@ -97,6 +97,9 @@ pub struct Pending {
     pub remember: bool,
     /// Where a browser goes once the login is complete (already checked as safe).
     pub next: String,
+    /// The user has a passkey to finish with (the page offers it).
+    #[serde(default)]
+    pub passkey: bool,
 }
 
 /// How long a pending login waits for its second factor.
@@ -126,6 +129,7 @@ impl Pending {
             tries: 0,
             remember,
             next: next.to_owned(),
+            passkey: false,
         }
     }
 }
@@ -222,4 +226,40 @@ pub fn second_factor(req: &HttpRequest) -> bool {
         .ok()
         .flatten()
         .unwrap_or(false)
+}
+
+/// How long a WebAuthn challenge stays open: what the browser is told too.
+pub const CEREMONY_LIFETIME_SECS: i64 = 300;
+
+/// A WebAuthn ceremony under way (its challenge), kept in the session.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Ceremony<T> {
+    state: T,
+    /// Unix seconds.
+    started_at: i64,
+}
+
+/// Keeps a ceremony's state under `key`, replacing any earlier one.
+pub fn keep_ceremony<T: serde::Serialize>(
+    req: &HttpRequest,
+    key: &str,
+    state: T,
+) -> Result<(), AppError> {
+    let ceremony = Ceremony {
+        state,
+        started_at: unix_now(),
+    };
+    req.get_session()
+        .insert(key, ceremony)
+        .map_err(AppError::internal)
+}
+
+/// Takes the ceremony under `key` out of the session: each challenge is
+/// answered once, and only while it is open.
+pub fn take_ceremony<T: serde::de::DeserializeOwned>(req: &HttpRequest, key: &str) -> Option<T> {
+    let ceremony = req.get_session().remove_as::<Ceremony<T>>(key)?.ok()?;
+    let age = unix_now().saturating_sub(ceremony.started_at);
+    (0..=CEREMONY_LIFETIME_SECS)
+        .contains(&age)
+        .then_some(ceremony.state)
 }

@@ -35,7 +35,8 @@ use crate::web::body::{unsupported_media_type, BodyKind, HeadersArrived, MAX_BOD
 use crate::web::pages::{self, ErrorPage, STYLE_HREF};
 use crate::web::{RequestSpan, Wants};
 
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; \
+                   img-src 'self'; form-action 'self'; \
                    base-uri 'none'; frame-ancestors 'none'";
 
 pub async fn edge(

@@ -23,6 +23,18 @@ pub const FAVICON: &str = include_str!("../../static/favicon.svg");
 pub static FAVICON_HREF: LazyLock<String> =
     LazyLock::new(|| fingerprinted("favicon", "svg", FAVICON));
 
+/// The passkey buttons' script (see the file), embedded and fingerprinted.
+pub const PASSKEYS_SCRIPT: &str = include_str!("../../static/passkeys.js");
+
+pub static PASSKEYS_SCRIPT_HREF: LazyLock<String> =
+    LazyLock::new(|| fingerprinted("passkeys", "js", PASSKEYS_SCRIPT));
+
+/// For `base.html`: every page loads it (it does nothing where there is no
+/// passkey button).
+pub fn passkeys_script_href() -> &'static str {
+    &PASSKEYS_SCRIPT_HREF
+}
+
 /// For `base.html`: every page links the icon without carrying it as a field.
 pub fn favicon_href() -> &'static str {
     &FAVICON_HREF
@@ -44,6 +56,8 @@ pub struct LoginPage<'a> {
     pub username: &'a str,
     pub error: Option<&'a str>,
     pub notice: Option<&'a str>,
+    /// Offer "Sign in with a passkey" (passkeys are on).
+    pub passkeys: bool,
 }
 
 #[derive(Template)]
@@ -109,11 +123,14 @@ pub fn render(status: StatusCode, page: &impl Template) -> Result<HttpResponse, 
         .body(html))
 }
 
-/// `GET /static/{name}`: the fingerprinted stylesheet and icon; anything else is not found.
+/// `GET /static/{name}`: the fingerprinted stylesheet, icon and script; anything else is not found.
 pub async fn asset(req: HttpRequest) -> Result<HttpResponse, AppError> {
     let (content_type, body) = match req.path() {
         path if path == STYLE_HREF.as_str() => ("text/css; charset=utf-8", STYLE),
         path if path == FAVICON_HREF.as_str() => (SVG, FAVICON),
+        path if path == PASSKEYS_SCRIPT_HREF.as_str() => {
+            ("text/javascript; charset=utf-8", PASSKEYS_SCRIPT)
+        }
         _ => return Err(AppError::NotFound),
     };
     Ok(HttpResponse::Ok()

@@ -27,6 +27,7 @@ macro_rules! both_backends {
 
 mod abuse;
 mod account;
+mod authenticator;
 mod browser;
 mod cli;
 mod cluster;
@@ -39,6 +40,7 @@ mod migrations;
 mod names;
 mod ops;
 mod pages;
+mod passkeys;
 mod passwords;
 mod pg;
 mod revocation;

@@ -1,0 +1,224 @@
+//! Signing in with a passkey and no password (`/login/passkey`), and what
+//! every passkey route shares: the relying party, ceremony state in the
+//! session, and reading the browser's credential.
+//!
+//! A passkey proves two factors (user verification is required), so a
+//! sign-in with one is complete: no password, no second-factor step, and
+//! `LATCHKEY_REQUIRE_SECOND_FACTOR` is satisfied. It is never throttled by
+//! password failures (a lockout aimed at guessing must not keep the owner's
+//! authenticator out); nothing can be guessed through it, and a refused
+//! assertion is audited when it names a stored credential.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+use webauthn_rs::prelude::{DiscoverableAuthentication, PublicKeyCredential};
+
+use crate::audit::{self, Entry, Event};
+use crate::error::AppError;
+use crate::factors::passkeys::{self, RelyingParty};
+use crate::factors::queries as factor_queries;
+use crate::sessions::current;
+use crate::state::AppState;
+use crate::users::queries;
+use crate::web::pages::{LoginPage, PageContext, STYLE_HREF};
+use crate::web::redirect::safe_next_for;
+use crate::web::{self as edge, Body, BodyKind, Client, WebContext};
+
+const LOGIN_KEY: &str = "latchkey.passkey_login";
+pub const NOT_RECOGNISED: &str = "That passkey was not recognised.";
+const EXPIRED: &str = "The passkey request has expired: try again.";
+
+/// The relying party, or `404` when passkeys are off (see [`RelyingParty::new`]).
+pub fn relying_party(state: &AppState) -> Result<&RelyingParty, AppError> {
+    state.passkeys.as_deref().ok_or(AppError::NotFound)
+}
+
+/// A credential as the browser sent it: a JSON object, or (from a form that
+/// the page's script filled in) a string holding one. `400` when it is neither.
+pub fn credential<T: DeserializeOwned>(value: Option<serde_json::Value>) -> Result<T, AppError> {
+    let parsed = match value {
+        Some(serde_json::Value::String(text)) => serde_json::from_str(&text).ok(),
+        Some(value) => serde_json::from_value(value).ok(),
+        None => None,
+    };
+    parsed.ok_or_else(|| {
+        AppError::BadRequest("\"credential\" must be a WebAuthn PublicKeyCredential.".to_owned())
+    })
+}
+
+/// Options for the browser: what webauthn-rs serialises, `{"publicKey": ...}`.
+pub fn options(options: &impl serde::Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(options)
+}
+
+/// `POST /login/passkey/options`: a challenge for any of the site's passkeys.
+pub async fn start(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    _body: Body<serde::de::IgnoredAny>,
+) -> Result<HttpResponse, AppError> {
+    let rp = relying_party(&state)?;
+    let (challenge, ceremony) = rp.start_discoverable().map_err(AppError::internal)?;
+    current::keep_ceremony(&req, LOGIN_KEY, ceremony)?;
+    Ok(options(&challenge))
+}
+
+#[derive(Deserialize)]
+pub struct PasskeyLogin {
+    #[serde(default)]
+    credential: Option<serde_json::Value>,
+    /// JSON: `true`; the form: the checkbox's `on`.
+    #[serde(default)]
+    remember: Option<serde_json::Value>,
+    #[serde(default)]
+    next: String,
+}
+
+fn ticked(value: Option<&serde_json::Value>) -> bool {
+    match value {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) => matches!(s.as_str(), "on" | "true" | "1"),
+        _ => false,
+    }
+}
+
+/// `POST /login/passkey` `{"credential"}`: the login success body; from the
+/// login page's form, `303` to `next`.
+pub async fn finish(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: Body<PasskeyLogin>,
+) -> Result<HttpResponse, AppError> {
+    let form = body.kind == BodyKind::Form;
+    let PasskeyLogin {
+        credential: sent,
+        remember,
+        next,
+    } = body.value;
+    let next = safe_next_for(&next, &state.settings.allowed_hosts)
+        .unwrap_or("")
+        .to_owned();
+    let refuse = |message: &'static str| {
+        if form {
+            return login_page(&req, StatusCode::UNAUTHORIZED, &next, message);
+        }
+        Err(AppError::Unauthorized(message))
+    };
+    let rp = relying_party(&state)?;
+    let sent: PublicKeyCredential = match credential(sent) {
+        Ok(sent) => sent,
+        Err(_) if form => return refuse(NOT_RECOGNISED),
+        Err(err) => return Err(err),
+    };
+    let Some(ceremony) = current::take_ceremony::<DiscoverableAuthentication>(&req, LOGIN_KEY)
+    else {
+        return refuse(EXPIRED);
+    };
+    let client = Client::of(&req);
+    let Some((user_id, key)) = rp.identify(&sent) else {
+        state.metrics.login("bad_passkey");
+        return refuse(NOT_RECOGNISED);
+    };
+    let found = state
+        .db(move |conn| {
+            let row = factor_queries::passkey_by_credential(conn, &key)?
+                .filter(|row| row.user_id == user_id);
+            let user = match &row {
+                Some(_) => queries::find_by_id(conn, user_id)?,
+                None => None,
+            };
+            Ok(row.zip(user))
+        })
+        .await?;
+    let Some((row, user)) = found else {
+        state.metrics.login("bad_passkey");
+        return refuse(NOT_RECOGNISED);
+    };
+    let checked = passkeys::load(&row.secret)
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("passkey {} does not load", row.id)))
+        .map(|stored| rp.finish_discoverable(&sent, ceremony, &stored))?;
+    let failure = match &checked {
+        Err(_) => Some("bad_passkey"),
+        Ok(_) if !user.is_active => Some("disabled"),
+        Ok(_) => None,
+    };
+    let entry = Entry::new(if failure.is_some() {
+        Event::LoginFailure
+    } else {
+        Event::LoginSuccess
+    })
+    .of(&user)
+    .client(&client)
+    .detail(match failure {
+        Some(reason) => format!("passkey {}: {reason}", row.id),
+        None => format!("passkey {}", row.id),
+    });
+    let updated = checked.ok().filter(|_| failure.is_none());
+    let factor_id = row.id;
+    state
+        .db(move |conn| {
+            use diesel::Connection as _;
+            conn.transaction(|conn| {
+                if let Some(updated) = &updated {
+                    factor_queries::passkey_used(
+                        conn,
+                        factor_id,
+                        &passkeys::store(updated),
+                        crate::db::now(),
+                    )?;
+                    queries::record_login(conn, user_id)?;
+                }
+                audit::record(conn, &entry)
+            })
+            .map_err(AppError::from)
+        })
+        .await?;
+    state.metrics.login(failure.unwrap_or("success"));
+    if failure.is_some() {
+        return refuse(NOT_RECOGNISED);
+    }
+    current::begin(&req, user_id, &client, ticked(remember.as_ref()))?;
+    current::mark_second_factor(&req)?;
+    let device = WebContext::of(&req)?.devices.issue(user_id);
+    let mut response = if form {
+        edge::see_other(if next.is_empty() { "/protected" } else { &next })
+    } else {
+        HttpResponse::Ok().json(json!({
+            "message": "Login successful!",
+            "user_id": user_id,
+        }))
+    };
+    response.add_cookie(&device).map_err(AppError::internal)?;
+    Ok(response)
+}
+
+fn login_page(
+    req: &HttpRequest,
+    status: StatusCode,
+    next: &str,
+    error: &str,
+) -> Result<HttpResponse, AppError> {
+    let context = PageContext::new(req)?;
+    context.render(
+        status,
+        &LoginPage {
+            style: &STYLE_HREF,
+            csrf_token: &context.csrf_token,
+            next,
+            username: "",
+            error: Some(error),
+            notice: None,
+            passkeys: true,
+        },
+    )
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(edge::only("/login/passkey/options", web::post().to(start)))
+        .service(edge::only("/login/passkey", web::post().to(finish)));
+}
