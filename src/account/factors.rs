@@ -8,8 +8,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::ops;
-use super::page::{account_page, acted, remove_by_id, Removal, Shown};
+use super::ops::{self, FactorRemoval};
+use super::page::{account_page, acted, done, Shown};
 use crate::audit::{Entry, Event};
 use crate::auth::{CurrentUser, SessionUser};
 use crate::error::AppError;
@@ -196,7 +196,19 @@ pub async fn regenerate(
     recovery_codes_answer(&req, &state, &current, body.kind, codes, "").await
 }
 
-/// `POST /account/factors/{id}/remove`.
+/// Why the last factor stays when one is required.
+const LAST_FACTOR: &str =
+    "This account must keep a second factor: add another one before removing this one.";
+
+/// `POST /account/factors/{id}/remove`. Under `LATCHKEY_REQUIRE_SECOND_FACTOR`
+/// the last factor is not removed (`409`): like Google Workspace or Entra ID
+/// with enforced 2-step verification, or GitHub with an organisation's 2FA
+/// rule, the policy outranks the user's wish. Removing it anyway would leave
+/// a password-only account until its next login, and this session, proven
+/// with that factor, still counting as a second-factor login meanwhile. The
+/// user adds another factor first (then removes this one); an admin's
+/// `latchkey user reset-factors` still clears them all and ends the
+/// sessions, so the next login enrols afresh.
 pub async fn remove(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -205,22 +217,33 @@ pub async fn remove(
     body: Body<serde::de::IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
     current::require_recent(&req, state.settings.reauth_window)?;
-    let removal = Removal {
-        event: Event::FactorRemoved,
-        message: "Second factor removed.",
-        location: "/account#factors",
-        flash: Flash::FactorRemoved,
-    };
-    remove_by_id(
-        &req,
-        &state,
-        &current,
-        &path,
+    let id: i32 = path.parse().map_err(|_| AppError::NotFound)?;
+    let user_id = current.user.id;
+    let keep_one = state.settings.require_second_factor;
+    let entry = Entry::new(Event::FactorRemoved).client(&Client::of(&req));
+    let removal = state
+        .db(move |conn| Ok(ops::remove_factor(conn, user_id, id, keep_one, entry)?))
+        .await?;
+    match removal {
+        FactorRemoval::Removed => {}
+        FactorRemoval::NotFound => return Err(AppError::NotFound),
+        FactorRemoval::Last if body.kind == BodyKind::Form => {
+            let shown = Shown {
+                error: Some(LAST_FACTOR),
+                ..Shown::default()
+            };
+            return account_page(&req, &state, &current, StatusCode::CONFLICT, shown).await;
+        }
+        FactorRemoval::Last => return Err(AppError::Conflict(LAST_FACTOR.to_owned())),
+    }
+    acted(&state, user_id, Event::FactorRemoved);
+    done(
         body.kind,
-        removal,
-        ops::remove_factor,
+        &state,
+        "Second factor removed.",
+        "/account#factors",
+        Flash::FactorRemoved,
     )
-    .await
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -253,18 +253,41 @@ pub fn regenerate_recovery_codes(
     })
 }
 
+/// What [`remove_factor`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorRemoval {
+    Removed,
+    /// The user has no such factor.
+    NotFound,
+    /// Refused: it is the user's last factor, and one is required.
+    Last,
+}
+
 /// Removes one of the user's factors; removing the last one voids the
-/// recovery codes (the user is back to password only). `false` when there is
-/// no such factor.
+/// recovery codes (the user is back to password only), unless `keep_one`
+/// (`LATCHKEY_REQUIRE_SECOND_FACTOR`), which refuses it.
 pub fn remove_factor(
     conn: &mut AnyConnection,
     user_id: UserId,
     factor_id: i32,
+    keep_one: bool,
     entry: Entry,
-) -> QueryResult<bool> {
+) -> QueryResult<FactorRemoval> {
     conn.transaction(|conn| {
+        // Two removals at once must not each see the other's factor left.
+        users::lock(conn, user_id)?;
+        if keep_one && factor_queries::count(conn, user_id)? <= 1 {
+            let theirs = factor_queries::list(conn, user_id)?
+                .iter()
+                .any(|f| f.id == factor_id);
+            return Ok(if theirs {
+                FactorRemoval::Last
+            } else {
+                FactorRemoval::NotFound
+            });
+        }
         if factor_queries::delete(conn, user_id, factor_id)? == 0 {
-            return Ok(false);
+            return Ok(FactorRemoval::NotFound);
         }
         let mut detail = format!("factor {factor_id}");
         if factor_queries::count(conn, user_id)? == 0 {
@@ -272,7 +295,7 @@ pub fn remove_factor(
             detail.push_str("; the last one: recovery codes voided");
         }
         audit::record(conn, &entry.user(user_id).detail(detail))?;
-        Ok(true)
+        Ok(FactorRemoval::Removed)
     })
 }
 

@@ -52,6 +52,8 @@ struct AccountPage<'a> {
     new_token: Option<&'a str>,
     /// Offer "Add a passkey" (passkeys are on).
     passkeys: bool,
+    /// A login that must set up a second factor first: the page shows only that.
+    enrolling: bool,
 }
 
 /// What the account page shows beyond the account: an error from the last
@@ -179,8 +181,15 @@ pub async fn account_page(
     status: StatusCode,
     shown: Shown<'_>,
 ) -> Result<HttpResponse, AppError> {
-    let sessions = session_views(req, state, current).await?;
-    let tokens = token_views(state, current).await?;
+    let enrolling = current::must_enrol(req);
+    let (sessions, tokens) = if enrolling {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            session_views(req, state, current).await?,
+            token_views(state, current).await?,
+        )
+    };
     let factors = factor_views(state, current).await?;
     let context = PageContext::new(req)?;
     context.render(
@@ -198,6 +207,7 @@ pub async fn account_page(
             error: shown.error,
             new_token: shown.new_token,
             passkeys: state.passkeys.is_some(),
+            enrolling,
         },
     )
 }

@@ -6,7 +6,7 @@
 use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError as _};
 use askama::Template;
 use serde::Deserialize;
 use serde_json::json;
@@ -150,6 +150,10 @@ pub async fn submit(
         } else {
             "/protected"
         }));
+    }
+    if state.settings.require_second_factor {
+        // Signed in, but only to enrol: the answer `POST /login` gives.
+        return Ok(AppError::EnrolRequired.error_response());
     }
     Ok(HttpResponse::Ok().json(json!({
         "message": "Login successful!",

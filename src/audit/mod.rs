@@ -199,6 +199,24 @@ pub fn record(conn: &mut AnyConnection, entry: &Entry) -> QueryResult<()> {
         .map(drop)
 }
 
+/// How many `event` rows of this user (by name, as recorded) with exactly
+/// this `detail` were recorded since `since`.
+pub fn count_since(
+    conn: &mut AnyConnection,
+    event: Event,
+    username: &str,
+    detail: &str,
+    since: NaiveDateTime,
+) -> QueryResult<i64> {
+    audit_events::table
+        .filter(audit_events::username.eq(username))
+        .filter(audit_events::at.ge(since))
+        .filter(audit_events::event.eq(event.as_str()))
+        .filter(audit_events::detail.eq(detail))
+        .count()
+        .get_result(conn)
+}
+
 /// Deletes events older than `before`, in batches of `batch`; returns how many went.
 pub fn sweep(conn: &mut AnyConnection, before: NaiveDateTime, batch: i64) -> QueryResult<usize> {
     let mut total = 0;

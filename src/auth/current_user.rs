@@ -13,7 +13,7 @@ use crate::sessions::current;
 use crate::sessions::store::PRINCIPAL_KEY;
 use crate::state::AppState;
 use crate::users::{Principal, UserId};
-use crate::web::identify;
+use crate::web::{identify, Wants};
 
 /// What a request signed in with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,10 +59,26 @@ impl FromRequest for CurrentUser {
     }
 }
 
-/// What a session that must enrol a second factor may still reach: the
-/// account page (where the form is) and the enrolment itself.
-const ENROLMENT_PATHS: [&str; 8] = [
-    "/account",
+/// What a session that must enrol a second factor (a login under
+/// `LATCHKEY_REQUIRE_SECOND_FACTOR` by a user with none) may still reach
+/// through this extractor; everything else behind it answers `403` with
+/// `"enrol": true` (browsers: `303` to `/account`):
+/// - `GET /account` as a page: the enrolment form is there (the page shows
+///   only that while enrolling); as JSON it is refused like the rest, since
+///   it lists the account's sessions and tokens;
+/// - `GET|POST /account/confirm`: enrolling needs a recent confirmation,
+///   which may lapse while the user fetches their phone;
+/// - `POST /account/totp`, `GET /account/totp/qr.svg`,
+///   `POST /account/totp/confirm`: the enrolment itself, whose confirmation
+///   completes the login; `POST /account/passkeys/options` and
+///   `POST /account/passkeys` likewise, and `POST /account/confirm/options`
+///   (confirming with a passkey).
+///
+/// Routes that need no signed-in user are not concerned: `POST /logout`,
+/// `/login`, `/login/second-factor`, `/welcome/...`, `/static/...`, the
+/// probes. `/auth/verify` answers `401` for such a session (nginx sends that
+/// to `/auth/forward`, which sends a browser to enrol).
+const ENROLMENT_PATHS: [&str; 7] = [
     "/account/confirm",
     "/account/totp",
     "/account/totp/qr.svg",
@@ -71,6 +87,13 @@ const ENROLMENT_PATHS: [&str; 8] = [
     "/account/passkeys",
     "/account/confirm/options",
 ];
+
+fn may_enrol_at(req: &HttpRequest) -> bool {
+    match req.path() {
+        "/account" => Wants::of(req.headers()) == Wants::Html,
+        path => ENROLMENT_PATHS.contains(&path),
+    }
+}
 
 fn from_session(req: &HttpRequest) -> Result<CurrentUser, AppError> {
     let identity = req.get_identity().map_err(|_| AppError::LoginRequired)?;
@@ -83,7 +106,7 @@ fn from_session(req: &HttpRequest) -> Result<CurrentUser, AppError> {
     match principal {
         Some(user) if user.is_active && Some(user.id) == id => {
             identify(req, user.id);
-            if current::must_enrol(req) && !ENROLMENT_PATHS.contains(&req.path()) {
+            if current::must_enrol(req) && !may_enrol_at(req) {
                 return Err(AppError::EnrolRequired);
             }
             Ok(CurrentUser {

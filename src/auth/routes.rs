@@ -102,6 +102,8 @@ async fn sign_in(
         let mut pending =
             current::Pending::new(user.id, &user.username, &user.password_hash, remember, next);
         pending.passkey = kinds.contains(&factors::Kind::Passkey) && state.passkeys.is_some();
+        // Said and audited when the login completes (see `second_factor`).
+        pending.password_breached = password_breached;
         current::begin_pending(req, &pending, &asker.client)?;
         return Ok(Outcome::Pending(kinds.iter().map(|k| k.as_str()).collect()));
     }
@@ -110,13 +112,7 @@ async fn sign_in(
         current::require_enrolment(req)?;
     }
     if password_breached {
-        let entry = Entry::new(Event::PasswordBreached)
-            .of(&user)
-            .client(&asker.client);
-        state
-            .db(move |conn| Ok(audit::record(conn, &entry)?))
-            .await?;
-        state.metrics.event(Event::PasswordBreached);
+        self::password_breached(state, &user, &asker.client).await?;
     }
     let device = WebContext::of(req)?.devices.issue(user.id);
     Ok(Outcome::SignedIn(Box::new(SignedIn {
@@ -124,6 +120,21 @@ async fn sign_in(
         password_breached,
         device,
     })))
+}
+
+/// A login completed with a password in the breached-password list: audited
+/// and counted (the response tells the user, see [`Flash::PasswordBreached`]).
+pub(super) async fn password_breached(
+    state: &AppState,
+    user: &User,
+    client: &Client,
+) -> Result<(), AppError> {
+    let entry = Entry::new(Event::PasswordBreached).of(user).client(client);
+    state
+        .db(move |conn| Ok(audit::record(conn, &entry)?))
+        .await?;
+    state.metrics.event(Event::PasswordBreached);
+    Ok(())
 }
 
 /// The answer to JSON clients for a login that waits for its second factor.
@@ -180,13 +191,14 @@ pub async fn login_form(
     let safe_next = safe_next_for(&next, &state.settings.allowed_hosts).unwrap_or("");
     match sign_in(&req, &state, &username, password, remember, safe_next).await {
         Ok(Outcome::Pending(_)) => Ok(edge::see_other("/login/second-factor")),
-        Ok(Outcome::SignedIn(signed_in)) if state.settings.require_second_factor => {
-            signed_in.respond(edge::see_other("/account#factors"))
-        }
         Ok(Outcome::SignedIn(signed_in)) => {
-            let mut response = edge::see_other(
-                safe_next_for(&next, &state.settings.allowed_hosts).unwrap_or("/protected"),
-            );
+            let mut response = if state.settings.require_second_factor {
+                edge::see_other("/account#factors")
+            } else {
+                edge::see_other(
+                    safe_next_for(&next, &state.settings.allowed_hosts).unwrap_or("/protected"),
+                )
+            };
             if signed_in.password_breached {
                 response
                     .add_cookie(&flash::set(Flash::PasswordBreached, &state.settings))

@@ -1,7 +1,8 @@
 //! `/login/second-factor`: finishing a login that passed its password, for a
 //! user with a second factor. The pending login lives in the session (see
-//! `sessions::current::Pending`): 5 minutes, 5 wrong codes. Every code is
-//! throttled and audited like a password (`service::check_factor`), so
+//! `sessions::current::Pending`): 5 minutes, 5 wrong codes (counted in the
+//! database, so concurrent requests cannot share out more). Every code is
+//! throttled and audited like a password (`service::check_pending_code`), so
 //! starting new pending logins buys no more guesses. A passkey finishes it
 //! too: `/login/second-factor/options`, then its assertion as `"credential"`.
 
@@ -12,15 +13,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::passkey;
-use super::service::{self, Asker};
-use crate::audit::{self, Entry, Event};
+use super::service::{self, Asker, PendingCode};
 use crate::error::AppError;
 use crate::factors::passkeys;
 use crate::factors::queries as factor_queries;
 use crate::factors::{Code, PasskeyProof, Proof};
-use crate::sessions::current::{self, Pending, PENDING_MAX_TRIES};
+use crate::sessions::current::{self, Pending};
 use crate::state::AppState;
 use crate::users::{queries, UserId};
+use crate::web::flash::{self, Flash};
 use crate::web::pages::{PageContext, STYLE_HREF};
 use crate::web::{self as edge, Body, BodyKind, Wants, WebContext};
 
@@ -94,7 +95,7 @@ pub async fn submit(
     body: Body<CodeBody>,
 ) -> Result<HttpResponse, AppError> {
     let form = body.kind == BodyKind::Form;
-    let Some(mut pending) = current::pending(&req) else {
+    let Some(pending) = current::pending(&req) else {
         if form {
             return Ok(edge::see_other("/login"));
         }
@@ -114,37 +115,24 @@ pub async fn submit(
         Err(message) => return Err(AppError::BadRequest(message.to_owned())),
     };
     let asker = Asker::of(&req)?;
-    let accepted = service::check_factor(
-        &state,
-        pending.user_id,
-        &pending.username,
-        proof,
-        &asker,
-        true,
-    )
-    .await?;
-    if !accepted {
-        pending.tries += 1;
-        if pending.tries >= PENDING_MAX_TRIES {
+    match service::check_pending_code(&state, &pending, proof, &asker).await? {
+        PendingCode::Accepted => {}
+        PendingCode::Wrong if form => {
+            return page(&req, &pending, StatusCode::UNAUTHORIZED, Some(INVALID_CODE))
+        }
+        PendingCode::Wrong => return Err(AppError::Unauthorized(INVALID_CODE)),
+        // The last wrong code it was allowed, or one past it: the login is over.
+        verdict @ (PendingCode::LockedOut | PendingCode::Over) => {
             current::end_pending(&req);
-            let entry = Entry::new(Event::SecondFactorLockout)
-                .user(pending.user_id)
-                .username(&pending.username)
-                .client(&asker.client);
-            state
-                .db(move |conn| Ok(audit::record(conn, &entry)?))
-                .await?;
-            state.metrics.event(Event::SecondFactorLockout);
             if form {
                 return Ok(edge::see_other("/login"));
             }
-        } else {
-            current::save_pending(&req, &pending)?;
-            if form {
-                return page(&req, &pending, StatusCode::UNAUTHORIZED, Some(INVALID_CODE));
-            }
+            return Err(AppError::Unauthorized(if verdict == PendingCode::Over {
+                NO_PENDING
+            } else {
+                INVALID_CODE
+            }));
         }
-        return Err(AppError::Unauthorized(INVALID_CODE));
     }
     // The password proven may have been changed or reset, or the user
     // disabled, while the login waited for its code: then it ends here.
@@ -152,7 +140,7 @@ pub async fn submit(
     let user = state
         .db(move |conn| Ok(queries::find_by_id(conn, user_id)?))
         .await?;
-    let still = user.is_some_and(|u| {
+    let still = user.as_ref().is_some_and(|u| {
         u.is_active && current::credentials_fingerprint(&u.password_hash) == pending.credentials
     });
     if !still {
@@ -163,18 +151,34 @@ pub async fn submit(
         return Err(AppError::Unauthorized(NO_PENDING));
     }
     current::complete(&req, &pending, &asker.client)?;
+    if pending.password_breached {
+        if let Some(user) = &user {
+            super::routes::password_breached(&state, user, &asker.client).await?;
+        }
+    }
     let device = WebContext::of(&req)?.devices.issue(pending.user_id);
     let mut response = if form {
-        edge::see_other(if pending.next.is_empty() {
+        let mut response = edge::see_other(if pending.next.is_empty() {
             "/protected"
         } else {
             &pending.next
-        })
+        });
+        if pending.password_breached {
+            response
+                .add_cookie(&flash::set(Flash::PasswordBreached, &state.settings))
+                .map_err(AppError::internal)?;
+        }
+        response
     } else {
-        HttpResponse::Ok().json(json!({
+        let mut body = json!({
             "message": "Login successful!",
             "user_id": pending.user_id,
-        }))
+        });
+        // As `POST /login` says it (only then: otherwise the seed's body).
+        if pending.password_breached {
+            body["password_breached"] = json!(true);
+        }
+        HttpResponse::Ok().json(body)
     };
     response.add_cookie(&device).map_err(AppError::internal)?;
     Ok(response)

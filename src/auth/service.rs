@@ -10,6 +10,7 @@ use crate::audit::{self, Entry, Event};
 use crate::db;
 use crate::error::AppError;
 use crate::factors::{self, Proof, Verifier};
+use crate::sessions::current::{Pending, PENDING_MAX_TRIES};
 use crate::sessions::events;
 use crate::state::AppState;
 use crate::users::fold::fold;
@@ -135,7 +136,80 @@ pub async fn check_factor(
     asker: &Asker,
     completes_login: bool,
 ) -> Result<bool, AppError> {
-    let (_, attempt, _reservation) = reserve(state, username, asker, Purpose::SecondFactor).await?;
+    let verdict = judge_code(
+        state,
+        user_id,
+        username,
+        proof,
+        asker,
+        completes_login,
+        None,
+    )
+    .await?;
+    Ok(verdict == PendingCode::Accepted)
+}
+
+/// What became of a code offered to finish a pending login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingCode {
+    /// Accepted: the code is used up; the login may complete.
+    Accepted,
+    /// Wrong; the pending login waits on.
+    Wrong,
+    /// Wrong, and the last wrong code the pending login was allowed: it is over.
+    LockedOut,
+    /// Not judged: the pending login had had all its wrong codes already (a
+    /// request racing the one that ended it, or an old copy of the session).
+    /// Not counted as a failure either.
+    Over,
+}
+
+/// Checks a proof that would finish `pending`, as [`check_factor`] does, and
+/// holds it to [`PENDING_MAX_TRIES`] wrong codes however many arrive at once:
+/// its wrong codes are counted in the audit trail (each row names the pending
+/// login) inside the transaction that judges the code, under the lock the
+/// throttle takes for the account, so two requests never both see room for
+/// one more.
+pub async fn check_pending_code(
+    state: &AppState,
+    pending: &Pending,
+    proof: Proof,
+    asker: &Asker,
+) -> Result<PendingCode, AppError> {
+    let tries = PendingTries {
+        detail: pending.audit_detail(),
+        // The id alone tells its rows; the time narrows the search, with a
+        // margin for instances whose clocks differ a little.
+        since: pending.started() - chrono::Duration::minutes(10),
+    };
+    judge_code(
+        state,
+        pending.user_id,
+        &pending.username,
+        proof,
+        asker,
+        true,
+        Some(tries),
+    )
+    .await
+}
+
+/// Which pending login a code is for: its wrong codes' audit detail, and since when.
+struct PendingTries {
+    detail: String,
+    since: chrono::NaiveDateTime,
+}
+
+async fn judge_code(
+    state: &AppState,
+    user_id: UserId,
+    username: &str,
+    proof: Proof,
+    asker: &Asker,
+    completes_login: bool,
+    pending: Option<PendingTries>,
+) -> Result<PendingCode, AppError> {
+    let (_, attempt, reservation) = reserve(state, username, asker, Purpose::SecondFactor).await?;
     let sealer = state.sealer.clone();
     let passkeys = state.passkeys.clone();
     let entry = |event| {
@@ -144,14 +218,37 @@ pub async fn check_factor(
             .username(username)
             .client(&asker.client)
     };
-    let (used_entry, failed_entry) = (
+    let (used_entry, mut failed_entry, lockout_entry) = (
         entry(Event::SecondFactorUsed),
         entry(Event::SecondFactorFailed),
+        entry(Event::SecondFactorLockout),
     );
-    let used = state
+    if let Some(pending) = &pending {
+        failed_entry = failed_entry.detail(&pending.detail);
+    }
+    let name = username.to_owned();
+    let verdict = state
         .db(move |conn| {
             conn.transaction(|conn| {
-                db::write_first(conn)?;
+                let mut failed = 0;
+                match &pending {
+                    Some(pending) => {
+                        // The throttle's own lock (SQLite: the write lock):
+                        // every code for this account waits its turn here.
+                        throttle::lock(conn, &attempt)?;
+                        failed = audit::count_since(
+                            conn,
+                            Event::SecondFactorFailed,
+                            &name,
+                            &pending.detail,
+                            pending.since,
+                        )?;
+                        if failed >= i64::from(PENDING_MAX_TRIES) {
+                            return Ok(PendingCode::Over);
+                        }
+                    }
+                    None => db::write_first(conn)?,
+                }
                 let verifier = Verifier {
                     sealer: &sealer,
                     passkeys: passkeys.as_deref(),
@@ -164,21 +261,37 @@ pub async fn check_factor(
                             queries::record_login(conn, user_id)?;
                         }
                         audit::record(conn, &used_entry.detail(used.kind().as_str()))?;
+                        Ok(PendingCode::Accepted)
                     }
                     // The try's row stays: it is the failure.
-                    None => audit::record(conn, &failed_entry)?,
+                    None => {
+                        audit::record(conn, &failed_entry)?;
+                        if pending.is_some() && failed + 1 >= i64::from(PENDING_MAX_TRIES) {
+                            audit::record(conn, &lockout_entry)?;
+                            return Ok(PendingCode::LockedOut);
+                        }
+                        Ok(PendingCode::Wrong)
+                    }
                 }
-                Ok::<_, diesel::result::Error>(used)
             })
-            .map_err(AppError::from)
+            .map_err(|err: diesel::result::Error| AppError::from(err))
         })
         .await?;
-    state.metrics.event(if used.is_some() {
-        Event::SecondFactorUsed
-    } else {
-        Event::SecondFactorFailed
-    });
-    Ok(used.is_some())
+    match verdict {
+        PendingCode::Accepted => state.metrics.event(Event::SecondFactorUsed),
+        PendingCode::Wrong => state.metrics.event(Event::SecondFactorFailed),
+        PendingCode::LockedOut => {
+            state.metrics.event(Event::SecondFactorFailed);
+            state.metrics.event(Event::SecondFactorLockout);
+        }
+        // No code was checked: the try is not a failure.
+        PendingCode::Over => {
+            let _ = state
+                .db(move |conn| Ok(throttle::release(conn, reservation)?))
+                .await;
+        }
+    }
+    Ok(verdict)
 }
 
 /// Finds the user and records the try, unless a limit refuses it.

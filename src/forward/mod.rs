@@ -6,7 +6,8 @@
 //!   `X-Latchkey-Second-Factor`, else `401`.
 //! - `/auth/forward` (Caddy `forward_auth`, Traefik `forwardAuth`, which hand a
 //!   non-2xx answer back to the client): the same, except that a browser is
-//!   sent to the login page with the URL it asked for as `next`.
+//!   sent to the login page with the URL it asked for as `next` (or, signed
+//!   in but yet to set up a required second factor, to the account page).
 //!
 //! A session cookie or a bearer token is read on the same hot path as
 //! `/protected`, so a revocation is in force here before it is answered.
@@ -83,20 +84,36 @@ pub async fn forward(
                 .finish())
         }
         Err(AppError::LoginRequired) => Err(AppError::Unauthorized(NOT_SIGNED_IN)),
+        // Signed in, but a second factor must be set up first: on to the
+        // enrolment page, on latchkey's own host (the proxy hands this answer
+        // to a browser that asked for the app's).
+        Err(AppError::EnrolRequired) if wants == Wants::Html => {
+            let account = public_url(&state)?
+                .join("/account")
+                .map_err(AppError::internal)?;
+            Ok(HttpResponse::Found()
+                .insert_header((LOCATION, account.to_string()))
+                .finish())
+        }
         Err(other) => Err(other),
     }
+}
+
+fn public_url(state: &AppState) -> Result<&url::Url, AppError> {
+    state
+        .settings
+        .public_url
+        .as_ref()
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("the public URL is not resolved")))
 }
 
 /// `PUBLIC_URL/login?next=` the URL the browser asked the app for, rebuilt
 /// from `X-Forwarded-Proto`, `-Host` and `-Uri` when a trusted proxy sent
 /// them; without them, no `next`.
 fn login_url(req: &HttpRequest, state: &AppState) -> Result<String, AppError> {
-    let public = state
-        .settings
-        .public_url
-        .as_ref()
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("the public URL is not resolved")))?;
-    let mut login = public.join("/login").map_err(AppError::internal)?;
+    let mut login = public_url(state)?
+        .join("/login")
+        .map_err(AppError::internal)?;
     if let Some(original) = original_url(req) {
         login.query_pairs_mut().append_pair("next", &original);
     }

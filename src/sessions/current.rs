@@ -81,8 +81,16 @@ pub fn public_id(req: &HttpRequest) -> Option<String> {
 /// A login that passed its password and waits for a second factor. Kept in
 /// the session's state (server-side), with no identity: nothing treats this
 /// session as signed in, and it does not count towards the user's sessions.
+///
+/// Its wrong codes are not counted here: a count in the session would be
+/// read and written back by each request, so concurrent requests (or an old
+/// copy of the state) could each see it low. They are counted in the
+/// database, under a lock (see `auth::service::check_pending_code`), by `id`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Pending {
+    /// Random, this login's own: its wrong codes are counted by it. (A state
+    /// from before it existed does not parse: that login starts over.)
+    pub id: String,
     pub user_id: UserId,
     pub username: String,
     /// What the password was when it was proven (see
@@ -92,14 +100,16 @@ pub struct Pending {
     pub credentials: String,
     /// Unix seconds.
     pub started_at: i64,
-    /// Wrong codes so far.
-    pub tries: u32,
     pub remember: bool,
     /// Where a browser goes once the login is complete (already checked as safe).
     pub next: String,
     /// The user has a passkey to finish with (the page offers it).
     #[serde(default)]
     pub passkey: bool,
+    /// The password is in the breached-password list: the login, once
+    /// complete, says so as a login without a second factor does.
+    #[serde(default)]
+    pub password_breached: bool,
 }
 
 /// How long a pending login waits for its second factor.
@@ -122,15 +132,28 @@ impl Pending {
         next: &str,
     ) -> Self {
         Self {
+            id: hex::encode(rand::random::<[u8; 16]>()),
             user_id,
             username: username.to_owned(),
             credentials: credentials_fingerprint(password_hash),
             started_at: unix_now(),
-            tries: 0,
             remember,
             next: next.to_owned(),
             passkey: false,
+            password_breached: false,
         }
+    }
+
+    /// When it started, as the database's timestamps read.
+    pub fn started(&self) -> chrono::NaiveDateTime {
+        chrono::DateTime::from_timestamp(self.started_at, 0)
+            .unwrap_or_default()
+            .naive_utc()
+    }
+
+    /// The detail of the audit rows of its wrong codes, by which they are counted.
+    pub fn audit_detail(&self) -> String {
+        format!("pending login {}", self.id)
     }
 }
 
@@ -181,7 +204,7 @@ pub fn pending(req: &HttpRequest) -> Option<Pending> {
         .then_some(pending)
 }
 
-/// Ends a pending login (too many wrong codes): the session is deleted.
+/// Ends a pending login (too many wrong codes, a logout): the session is deleted.
 pub fn end_pending(req: &HttpRequest) {
     req.get_session().purge();
 }

@@ -121,6 +121,21 @@ pub fn list(conn: &mut AnyConnection) -> QueryResult<Vec<User>> {
 // Changing a user also changes what every instance may have cached: callers
 // record that (`sessions::events`) in the same transaction; see `account::ops`.
 
+/// Inside a transaction: holds off other changes to this user's credentials
+/// until it ends (Postgres: the user's row locked; SQLite: the database's one
+/// write lock, taken now), so a check and the change it allows are one step.
+pub fn lock(conn: &mut AnyConnection, id: UserId) -> QueryResult<()> {
+    match conn {
+        AnyConnection::Postgresql(pg) => {
+            diesel::sql_query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                .bind::<diesel::sql_types::Integer, _>(id.0)
+                .execute(pg)?;
+        }
+        AnyConnection::Sqlite(_) => crate::db::write_first(conn)?,
+    }
+    Ok(())
+}
+
 pub fn set_password_hash(conn: &mut AnyConnection, id: UserId, hash: &str) -> QueryResult<usize> {
     diesel::update(users::table.find(id))
         .set(users::password_hash.eq(hash))

@@ -30,12 +30,17 @@ fn code_at(secret: &str, steps: i64) -> String {
 
 /// Logs in and enrols an authenticator app: its secret and the recovery codes.
 async fn enrol(app: &TestApp) -> (String, Vec<String>) {
-    app.login_test_user().await;
+    enrol_as(app, TEST_USER, TEST_PASSWORD).await
+}
+
+/// [`enrol`], as another user.
+async fn enrol_as(app: &TestApp, username: &str, password: &str) -> (String, Vec<String>) {
+    assert_eq!(app.login(username, password).await.status(), StatusCode::OK);
     let started = json_body(app.post_json("/account/totp", &json!({})).await).await;
     let secret = started["secret"].as_str().expect("a secret").to_owned();
     let url = started["otpauth_url"].as_str().unwrap();
     assert!(
-        url.starts_with("otpauth://totp/latchkey:test_user?secret="),
+        url.starts_with(&format!("otpauth://totp/latchkey:{username}?secret=")),
         "{url}"
     );
     let confirmed = app
@@ -63,6 +68,46 @@ async fn second_factor(app: &TestApp, code: &str) -> reqwest::Response {
 
 fn required() -> Value {
     json!({"message": "Second factor required.", "second_factor": ["totp", "recovery_code"]})
+}
+
+fn enrol_first() -> Value {
+    json!({"message": "Please set up a second factor.", "enrol": true})
+}
+
+/// Under `LATCHKEY_REQUIRE_SECOND_FACTOR`: starts and confirms an
+/// authenticator app in this (enrolling) session; its secret and the
+/// recovery codes.
+async fn enrol_in_session(app: &TestApp) -> (String, Vec<String>) {
+    let started = app.post_json("/account/totp", &json!({})).await;
+    assert_eq!(started.status(), StatusCode::OK);
+    let secret = json_body(started).await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let confirmed = app
+        .post_json(
+            "/account/totp/confirm",
+            &json!({"code": code_at(&secret, 0)}),
+        )
+        .await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    let codes = json_body(confirmed).await["recovery_codes"]
+        .as_array()
+        .expect("recovery codes")
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    (secret, codes)
+}
+
+/// How many audit rows of `user` name `event`.
+fn audited(app: &TestApp, user: &str, event: &str) -> usize {
+    let out = app.cli(&["audit", "--user", user, "--limit", "1000"], "");
+    assert!(out.status.success(), "{}", output_text(&out));
+    stdout(&out)
+        .lines()
+        .filter(|line| line.contains(event))
+        .count()
 }
 
 both_backends! {
@@ -295,5 +340,153 @@ both_backends! {
         let after_change = waiting.post(app.url("/login/second-factor")).json(&json!({"code": code_at(&secret, 1)})).send().await.unwrap();
         assert_eq!(after_change.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(waiting.get(app.url("/protected")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+}
+
+both_backends! {
+    async fn wrong_codes_sent_at_once_get_five_judgements_per_pending_login(backend: Backend) {
+        // Throttles wide open: only the pending login's own limit is tested.
+        let app = spawn_app_with(backend, |s| {
+            s.login_max_failures = 100;
+            s.login_max_failures_per_client = 100;
+        })
+        .await;
+        let (secret, _) = enrol(&app).await;
+        assert_eq!(app.login(TEST_USER, TEST_PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+        let code = code_at(&secret, 1);
+        let wrong_code = if code == "123456" { "654321" } else { "123456" };
+
+        let tries = (0..12).map(|_| second_factor(&app, wrong_code));
+        let answers = futures_util::future::join_all(tries).await;
+
+        let mut judged = 0;
+        for answer in answers {
+            assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+            if json_body(answer).await["message"] == "Invalid code." {
+                judged += 1;
+            }
+        }
+        assert!(judged <= 5, "{judged} wrong codes judged for one pending login");
+        assert_eq!(audited(&app, TEST_USER, "second_factor_failed"), judged);
+        assert_eq!(audited(&app, TEST_USER, "second_factor_lockout"), 1);
+        // The pending login is over: a right code no longer finishes it.
+        let after = second_factor(&app, &code).await;
+        assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+        assert_ne!(json_body(after).await["message"], "Login successful!");
+        assert_eq!(app.get("/protected").await.status(), StatusCode::UNAUTHORIZED);
+        // A new pending login has five of its own.
+        assert_eq!(app.login(TEST_USER, TEST_PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+        assert_json(second_factor(&app, wrong_code).await, StatusCode::UNAUTHORIZED, json!({"message": "Invalid code."})).await;
+        assert_eq!(second_factor(&app, &code).await.status(), StatusCode::OK);
+    }
+
+    async fn the_last_factor_stays_while_one_is_required(backend: Backend) {
+        let app = spawn_app_with(backend, |s| s.require_second_factor = true).await;
+        assert_json(app.login(TEST_USER, TEST_PASSWORD).await, StatusCode::FORBIDDEN, enrol_first()).await;
+        let (_, codes) = enrol_in_session(&app).await;
+        let id = json_body(app.get("/account").await).await["factors"][0]["id"].as_i64().unwrap();
+        let last = "This account must keep a second factor: add another one before removing this one.";
+
+        let refused = app.post_json(&format!("/account/factors/{id}/remove"), &json!({})).await;
+
+        assert_json(refused, StatusCode::CONFLICT, json!({"message": last})).await;
+        let account = app.get_page("/account").await.text().await.unwrap();
+        let csrf = hidden_field(&account, "csrf_token").unwrap();
+        let page = app.post_form(&format!("/account/factors/{id}/remove"), &[("csrf_token", &csrf)]).await;
+        assert_eq!(page.status(), StatusCode::CONFLICT);
+        let page = page.text().await.unwrap();
+        assert!(page.contains("must keep a second factor"), "{page}");
+        let missing = app.post_json("/account/factors/999999/remove", &json!({})).await;
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert_eq!(json_body(app.get("/account").await).await["factors"].as_array().unwrap().len(), 1);
+        app.logout().await;
+        assert_json(app.login(TEST_USER, TEST_PASSWORD).await, StatusCode::UNAUTHORIZED, required()).await;
+        assert_eq!(second_factor(&app, &codes[0]).await.status(), StatusCode::OK);
+    }
+
+    async fn while_enrolling_only_the_enrolment_routes_answer(backend: Backend) {
+        let app = spawn_app_with(backend, |s| s.require_second_factor = true).await;
+        assert_json(app.login(TEST_USER, TEST_PASSWORD).await, StatusCode::FORBIDDEN, enrol_first()).await;
+
+        for path in ["/account", "/protected", "/account/tokens"] {
+            assert_json(app.get(path).await, StatusCode::FORBIDDEN, enrol_first()).await;
+        }
+        let token = app.post_json("/account/tokens", &json!({"name": "ci", "expires_in_days": 1})).await;
+        assert_json(token, StatusCode::FORBIDDEN, enrol_first()).await;
+        let verify = app.get("/auth/verify").await;
+        assert_eq!(verify.status(), StatusCode::UNAUTHORIZED);
+        assert!(verify.headers().get("x-latchkey-user").is_none());
+        assert_json(app.get("/auth/forward").await, StatusCode::FORBIDDEN, enrol_first()).await;
+        let forward = app.get_page("/auth/forward").await;
+        assert_eq!(forward.status(), StatusCode::FOUND);
+        assert!(location(&forward).starts_with("http"), "{}", location(&forward));
+        assert!(location(&forward).ends_with("/account"), "{}", location(&forward));
+        let protected = app.get_page("/protected").await;
+        assert_eq!(protected.status(), StatusCode::SEE_OTHER);
+        assert!(location(&protected).starts_with("/account?"), "{}", location(&protected));
+        // The enrolment page: the factor form, and nothing the rule keeps back.
+        let page = app.get_page("/account").await;
+        assert_eq!(page.status(), StatusCode::OK);
+        let page = page.text().await.unwrap();
+        assert!(page.contains("action=\"/account/totp\""), "{page}");
+        assert!(!page.contains("action=\"/account/password\""), "{page}");
+        assert!(!page.contains("action=\"/account/tokens\""), "{page}");
+        assert!(page.contains("action=\"/logout\""), "{page}");
+
+        enrol_in_session(&app).await;
+
+        assert_eq!(json_body(app.get("/account").await).await["factors"].as_array().unwrap().len(), 1);
+        assert_eq!(app.get("/protected").await.status(), StatusCode::OK);
+        assert_eq!(app.get("/account/tokens").await.status(), StatusCode::OK);
+        let verify = app.get("/auth/verify?second_factor=required").await;
+        assert_eq!(verify.status(), StatusCode::OK);
+        assert_eq!(verify.headers()["x-latchkey-second-factor"], "yes");
+        let page = app.get_page("/account").await.text().await.unwrap();
+        assert!(page.contains("action=\"/account/password\""), "{page}");
+    }
+
+    async fn a_login_finished_with_a_code_says_the_password_is_breached(backend: Backend) {
+        use crate::passwords::{breached_filter, BREACHED, NOTICE};
+        let dir = tempfile::tempdir().unwrap();
+        let filter = breached_filter(dir.path());
+        let app = spawn_app_with(backend, |s| s.breached_passwords = Some(filter)).await;
+        let dave = add_user(&app.db, "dave", BREACHED, TEST_BCRYPT_COST);
+        let (_, codes) = enrol_as(&app, "dave", BREACHED).await;
+        let before = audited(&app, "dave", "password_breached");
+
+        assert_eq!(app.login("dave", BREACHED).await.status(), StatusCode::UNAUTHORIZED);
+        let done = second_factor(&app, &codes[0]).await;
+
+        assert_json(
+            done,
+            StatusCode::OK,
+            json!({"message": "Login successful!", "user_id": dave.0, "password_breached": true}),
+        )
+        .await;
+        assert_eq!(audited(&app, "dave", "password_breached"), before + 1);
+        app.logout().await;
+        // A browser: the notice on the page it lands on, once.
+        let csrf = app.csrf_token().await;
+        let login = app
+            .post_form("/login", &[("csrf_token", &csrf), ("username", "dave"), ("password", BREACHED)])
+            .await;
+        assert_eq!(location(&login), "/login/second-factor");
+        let page = app.get_page("/login/second-factor").await.text().await.unwrap();
+        assert!(!page.contains(NOTICE), "not before the login is complete");
+        let csrf = hidden_field(&page, "csrf_token").unwrap();
+        let done = app
+            .post_form("/login/second-factor", &[("csrf_token", &csrf), ("code", &codes[1])])
+            .await;
+        assert_eq!(done.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&done), "/protected");
+        let page = app.get_page("/protected").await.text().await.unwrap();
+        assert!(page.contains(NOTICE), "{page}");
+        let again = app.get_page("/protected").await.text().await.unwrap();
+        assert!(!again.contains(NOTICE), "shown once");
+        assert_eq!(audited(&app, "dave", "password_breached"), before + 2);
+        // The test user's password is not in the list: nothing said.
+        let seed = new_client();
+        assert_eq!(post_login(&seed, &app.address, TEST_USER, TEST_PASSWORD).await.status(), StatusCode::OK);
+        assert_eq!(audited(&app, TEST_USER, "password_breached"), 0);
     }
 }

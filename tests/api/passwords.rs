@@ -13,8 +13,9 @@ use sha1::{Digest as _, Sha1};
 use crate::helpers::*;
 
 /// In the test breached list; acceptable by every other rule.
-const BREACHED: &str = "quartz-lantern-fjord";
-const NOTICE: &str = "Your password appears in a list of passwords exposed in data breaches";
+pub(crate) const BREACHED: &str = "quartz-lantern-fjord";
+pub(crate) const NOTICE: &str =
+    "Your password appears in a list of passwords exposed in data breaches";
 
 /// A Have I Been Pwned download in miniature: `SHA1:COUNT`, uppercase, CRLF.
 fn hibp_file(dir: &Path, passwords: &[&str]) -> PathBuf {
@@ -34,7 +35,7 @@ fn hibp_file(dir: &Path, passwords: &[&str]) -> PathBuf {
 }
 
 /// A filter file holding `BREACHED`, built in-process.
-fn breached_filter(dir: &Path) -> PathBuf {
+pub(crate) fn breached_filter(dir: &Path) -> PathBuf {
     let list = hibp_file(dir, &[BREACHED, "hunter2"]);
     let out = dir.join("breached.filter");
     let input = std::io::BufReader::new(std::fs::File::open(list).expect("open list"));

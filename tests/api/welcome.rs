@@ -65,6 +65,18 @@ both_backends! {
         assert_fails_with(&missing, "no user named");
     }
 
+    async fn under_required_factors_a_link_signs_in_only_to_enrol(backend: Backend) {
+        let app = spawn_app_with(backend, |s| s.require_second_factor = true).await;
+        let path = link(&app, "invite", "newbie", &[]);
+        let enrol = json!({"message": "Please set up a second factor.", "enrol": true});
+
+        let set = app.post_json(&path, &json!({"password": NEW_PASSWORD})).await;
+
+        assert_json(set, StatusCode::FORBIDDEN, enrol.clone()).await;
+        assert_json(app.get("/protected").await, StatusCode::FORBIDDEN, enrol).await;
+        assert_eq!(app.post_json("/account/totp", &json!({})).await.status(), StatusCode::OK);
+    }
+
     async fn an_expired_link_is_gone(backend: Backend) {
         let app = spawn_app(backend).await;
         let path = link(&app, "reset", TEST_USER, &[("LATCHKEY_LINK_LIFETIME", "1s")]);
