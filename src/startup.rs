@@ -23,6 +23,7 @@ use crate::sessions::remember::{self, RememberCookie};
 use crate::sessions::store::{self, SessionPolicy};
 use crate::sessions::DbSessionStore;
 use crate::shell::housekeeping::{self, Housekeeping, Retention};
+use crate::shell::rotation::{self, Rotation};
 use crate::shell::{self, edge::edge};
 use crate::state::AppState;
 use crate::users::{self, breached, PasswordHasher};
@@ -55,6 +56,7 @@ struct Parts {
     state: web::Data<AppState>,
     web: web::Data<WebContext>,
     remember: web::Data<RememberCookie>,
+    rotation: web::Data<Rotation>,
     store: DbSessionStore,
     key: Key,
 }
@@ -228,13 +230,23 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<(Part
         );
     }
     let settings = Arc::new(settings);
+    // One key for every worker: built once, outside the server closure.
+    let key = Key::from(secret.as_bytes());
+    let web = WebContext::new(settings.clone(), &secret);
+    let store = DbSessionStore::new(pool.clone(), policy, cache.clone());
     let parts = Parts {
-        web: WebContext::new(settings.clone(), &secret),
+        rotation: web::Data::new(Rotation::new(
+            key.clone(),
+            &settings,
+            store.clone(),
+            web.devices.clone(),
+        )),
+        web,
         remember: web::Data::new(RememberCookie {
             name: settings.session_cookie_name(),
             lifetime: settings.remember_me_lifetime,
         }),
-        store: DbSessionStore::new(pool.clone(), policy, cache.clone()),
+        store,
         state: web::Data::new(AppState {
             pool,
             hasher,
@@ -246,8 +258,7 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<(Part
             sealer,
             passkeys,
         }),
-        // One key for every worker: built once, outside the server closure.
-        key: Key::from(secret.as_bytes()),
+        key,
     };
     Ok((parts, housekeeping))
 }
@@ -283,6 +294,7 @@ fn app(
         .app_data(parts.state)
         .app_data(parts.web)
         .app_data(parts.remember)
+        .app_data(parts.rotation)
         // Health and assets never touch a session (nor the database, for /healthz).
         .configure(shell::routes)
         .service(
@@ -296,6 +308,9 @@ fn app(
                 .wrap(IdentityMiddleware::default())
                 .wrap(sessions)
                 .wrap(from_fn(store::store_failures))
+                // Before anything reads a cookie; inside persist_cookie, which
+                // gives a remembered session's re-issued cookie its Max-Age.
+                .wrap(from_fn(rotation::resign_cookies))
                 .wrap(from_fn(remember::persist_cookie)),
         )
         .wrap(from_fn(edge))

@@ -5,6 +5,8 @@
 //!   [`renew`] gives a session a fresh key and keeps its mark.
 //! - The store reads the mark ([`is_remembered`]) to give the row the
 //!   remember-me lifetime instead of the idle and absolute limits.
+//! - [`mark`] marks only the request, for a remembered session whose cookie
+//!   is set by someone else (re-signed after a key rotation, `shell::rotation`).
 //! - [`persist_cookie`], a middleware just outside the session middleware,
 //!   gives the session cookie of a marked request a `Max-Age`: actix-session's
 //!   cookie lifecycle is global, so a per-session lifetime is set here, on the
@@ -41,8 +43,14 @@ pub fn remember(req: &HttpRequest) -> Result<(), AppError> {
     req.get_session()
         .insert(STATE_KEY, true)
         .map_err(AppError::internal)?;
-    req.extensions_mut().insert(Remembered);
+    mark(req);
     Ok(())
+}
+
+/// Marks this request: the session cookie its response sets is given the
+/// remember-me `Max-Age` (call it for a remembered session only).
+pub fn mark(req: &HttpRequest) {
+    req.extensions_mut().insert(Remembered);
 }
 
 /// Gives the session a fresh key (whoever held the old cookie is out); a
@@ -52,7 +60,7 @@ pub fn renew(req: &HttpRequest) {
     let remembered = session.get::<bool>(STATE_KEY).ok().flatten() == Some(true);
     session.renew();
     if remembered {
-        req.extensions_mut().insert(Remembered);
+        mark(req);
     }
 }
 

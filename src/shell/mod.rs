@@ -5,6 +5,7 @@
 pub mod edge;
 pub mod housekeeping;
 pub mod probes;
+pub mod rotation;
 
 use actix_web::web;
 

@@ -3,6 +3,11 @@
 //! browser. Its holder is exempt from the per-account failure ceiling and has a
 //! failure limit of its own, so an attacker guessing from elsewhere cannot lock
 //! the real user out. Kept at logout; it grants nothing by itself.
+//!
+//! After a key rotation, a cookie tagged with `LATCHKEY_SECRET_KEY_PREVIOUS`
+//! is re-tagged with the current key ([`DeviceCookies::resign`], called by
+//! `shell::rotation` before anything reads the cookie); only the current key
+//! ever tags.
 
 use actix_web::cookie::{time::Duration, Cookie, SameSite};
 use actix_web::HttpRequest;
@@ -30,6 +35,8 @@ pub struct Device {
 #[derive(Clone)]
 pub struct DeviceCookies {
     key: Vec<u8>,
+    /// Verifies only, never tags.
+    previous_key: Option<Vec<u8>>,
     name: String,
     secure: bool,
 }
@@ -44,23 +51,38 @@ impl DeviceCookies {
     pub fn new(secret: &SecretKey, settings: &Settings) -> Self {
         Self {
             key: secret.as_bytes().to_vec(),
+            previous_key: settings
+                .secret_key_previous
+                .as_ref()
+                .map(|key| key.as_bytes().to_vec()),
             name: settings.cookie_name(COOKIE),
             secure: settings.cookie_secure,
         }
     }
 
-    fn tag(&self, payload: &str) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(b"latchkey device ");
-        mac.update(payload.as_bytes());
-        mac
+    pub fn cookie_name(&self) -> &str {
+        &self.name
     }
 
     /// The cookie for `user_id` on this browser (a new device id each login).
     pub fn issue(&self, user_id: UserId) -> Cookie<'static> {
         let id = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
-        let payload = format!("{VERSION}.{user_id}.{id}");
-        let tag = URL_SAFE_NO_PAD.encode(self.tag(&payload).finalize().into_bytes());
+        self.signed(&format!("{VERSION}.{user_id}.{id}"))
+    }
+
+    /// After a key rotation: the cookie `value` re-tagged with the current
+    /// key, when the previous key tagged it (and the current one did not).
+    pub fn resign(&self, value: &str) -> Option<Cookie<'static>> {
+        let previous = self.previous_key.as_ref()?;
+        if verified_payload(&self.key, value).is_some() {
+            return None;
+        }
+        verified_payload(previous, value).map(|payload| self.signed(payload))
+    }
+
+    /// The cookie carrying `payload`, tagged with the current key.
+    fn signed(&self, payload: &str) -> Cookie<'static> {
+        let tag = URL_SAFE_NO_PAD.encode(tag(&self.key, payload).finalize().into_bytes());
         Cookie::build(self.name.clone(), format!("{payload}.{tag}"))
             .path("/")
             .http_only(true)
@@ -70,15 +92,15 @@ impl DeviceCookies {
             .finish()
     }
 
-    /// The request's device cookie, if it carries one this server signed.
+    /// The request's device cookie, if it carries one this server signed
+    /// with the current key (one of the previous key has been re-signed by
+    /// then, see [`DeviceCookies::resign`]).
     pub fn read(&self, req: &HttpRequest) -> Option<Device> {
         self.parse(req.cookie(&self.name)?.value())
     }
 
     fn parse(&self, value: &str) -> Option<Device> {
-        let (payload, tag) = value.rsplit_once('.')?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        self.tag(payload).verify_slice(&tag).ok()?;
+        let payload = verified_payload(&self.key, value)?;
         let mut parts = payload.split('.');
         let (Some(VERSION), Some(user), Some(id), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -90,6 +112,21 @@ impl DeviceCookies {
             id: id.to_owned(),
         })
     }
+}
+
+fn tag(key: &[u8], payload: &str) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(b"latchkey device ");
+    mac.update(payload.as_bytes());
+    mac
+}
+
+/// The payload of `value` (`PAYLOAD.TAG`), when `key` tagged it.
+fn verified_payload<'v>(key: &[u8], value: &'v str) -> Option<&'v str> {
+    let (payload, given) = value.rsplit_once('.')?;
+    let given = URL_SAFE_NO_PAD.decode(given).ok()?;
+    tag(key, payload).verify_slice(&given).ok()?;
+    Some(payload)
 }
 
 #[cfg(test)]
@@ -113,5 +150,35 @@ mod tests {
         }
         assert_eq!(cookie.max_age(), Some(Duration::days(365)));
         assert_eq!(cookie.http_only(), Some(true));
+    }
+
+    #[test]
+    fn after_a_rotation_only_a_cookie_of_the_previous_key_is_re_signed() {
+        let old_key = SecretKey::generate();
+        let mut settings = Settings::from_lookup(|_| None).unwrap();
+        let before = DeviceCookies::new(&old_key, &settings);
+        let old = before.issue(UserId(7));
+        settings.secret_key_previous = Some(old_key);
+        let after = DeviceCookies::new(&SecretKey::generate(), &settings);
+
+        assert_eq!(
+            after.parse(old.value()),
+            None,
+            "read with the current key only"
+        );
+        let resigned = after.resign(old.value()).expect("re-signed");
+        assert_eq!(after.parse(resigned.value()), before.parse(old.value()));
+        assert_eq!(
+            before.parse(resigned.value()),
+            None,
+            "the previous key never signs"
+        );
+        assert_eq!(after.resign(resigned.value()), None, "already current");
+        let stranger = DeviceCookies::new(&SecretKey::generate(), &settings).issue(UserId(7));
+        assert_eq!(after.resign(stranger.value()), None, "neither key");
+        assert_eq!(
+            (resigned.name(), resigned.max_age(), resigned.http_only()),
+            (old.name(), old.max_age(), old.http_only())
+        );
     }
 }

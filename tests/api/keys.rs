@@ -1,5 +1,5 @@
 //! Secret keys and the files latchkey keeps: where a key may be generated,
-//! key files, and the modes of the files latchkey creates.
+//! key files, the modes of the files latchkey creates, and key rotation.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -7,7 +7,10 @@ use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection as _;
-use reqwest::StatusCode;
+use latchkey::config::SecretKey;
+use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::{Response, StatusCode};
+use serde_json::json;
 
 use crate::helpers::*;
 
@@ -143,6 +146,215 @@ both_backends! {
         assert_eq!(login.status(), StatusCode::OK);
         assert!(!db.dir.path().join("latchkey.key").exists(), "no key was generated");
     }
+}
+
+const SESSION: &str = "latchkey_session";
+const DEVICE: &str = "latchkey_device";
+
+/// The `Set-Cookie` line of the cookie `name` in `response`.
+fn set_cookie(response: &Response, name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|line| line.starts_with(&prefix))
+        .map(str::to_owned)
+}
+
+/// `name=value` of a `Set-Cookie` line.
+fn pair(line: &str) -> &str {
+    line.split_once(';').map_or(line, |(pair, _)| pair)
+}
+
+/// The attributes of a `Set-Cookie` line (all but `name=value`).
+fn attributes(line: &str) -> &str {
+    line.split_once(';').map_or("", |(_, rest)| rest)
+}
+
+/// `GET address/path` from a client that sends only `cookies`.
+async fn get_with(address: &str, path: &str, cookies: &[&str]) -> Response {
+    reqwest::Client::new()
+        .get(format!("{address}{path}"))
+        .header(COOKIE, cookies.join("; "))
+        .send()
+        .await
+        .expect("request")
+}
+
+/// A JSON login at `address` from the client at `ip` (behind the trusted
+/// proxy), with only `cookies`.
+async fn login_with(address: &str, cookies: &[&str], password: &str, ip: &str) -> StatusCode {
+    reqwest::Client::new()
+        .post(format!("{address}/login"))
+        .header(COOKIE, cookies.join("; "))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"username": TEST_USER, "password": password}))
+        .send()
+        .await
+        .expect("request")
+        .status()
+}
+
+/// Another instance over `app`'s database: key `key`, and `previous` before it.
+async fn instance(app: &TestApp, key: &SecretKey, previous: Option<&SecretKey>) -> String {
+    app.start_peer_with(|s| {
+        s.secret_key = Some(key.clone());
+        s.secret_key_previous = previous.cloned();
+    })
+    .await
+    .address
+}
+
+both_backends! {
+    async fn a_session_of_the_previous_key_is_admitted_and_re_signed_under_the_new_one(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let key_a = app.settings.secret_key.clone().unwrap();
+        let (key_b, key_c) = (SecretKey::generate(), SecretKey::generate());
+        let login = app.login_test_user().await;
+        let old = set_cookie(&login, SESSION).expect("a session cookie");
+        // The rotation: B signs, A only verifies. Then B alone.
+        let rotating = instance(&app, &key_b, Some(&key_a)).await;
+        let b_only = instance(&app, &key_b, None).await;
+        // A live session, but signed by a key neither of them knows.
+        let elsewhere = instance(&app, &key_c, None).await;
+        let foreign = post_login(&new_client(), &elsewhere, TEST_USER, TEST_PASSWORD).await;
+        let foreign_cookies = [SESSION, DEVICE].map(|name| set_cookie(&foreign, name).unwrap());
+
+        let admitted = get_with(&rotating, "/protected", &[pair(&old)]).await;
+
+        assert_eq!(admitted.status(), StatusCode::OK);
+        let renewed = set_cookie(&admitted, SESSION).expect("the cookie re-issued");
+        assert_ne!(pair(&renewed), pair(&old), "signed under the new key");
+        assert_eq!(attributes(&renewed), attributes(&old), "as the session middleware sets it");
+        assert!(!renewed.contains("Max-Age"), "a plain session keeps a session cookie: {renewed}");
+        assert_json(
+            admitted,
+            StatusCode::OK,
+            json!({"message": format!("Hello, {TEST_USER}! This is a protected route.")}),
+        )
+        .await;
+        // Once re-issued, the cookie needs no previous key; the old one does.
+        assert_eq!(get_with(&b_only, "/protected", &[pair(&renewed)]).await.status(), StatusCode::OK);
+        assert_eq!(get_with(&b_only, "/protected", &[pair(&old)]).await.status(), StatusCode::UNAUTHORIZED);
+        // Neither key: ignored as before, and nothing re-issued.
+        let refused = get_with(&rotating, "/protected", &foreign_cookies.each_ref().map(|l| pair(l))).await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(set_cookie(&refused, SESSION), None);
+        assert_eq!(set_cookie(&refused, DEVICE), None);
+    }
+
+    async fn a_browser_keeps_its_remembered_session_device_and_notice_across_a_rotation(backend: Backend) {
+        let app = spawn_app_with(backend, |s| {
+            s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+            s.login_max_failures_per_account = 3;
+        })
+        .await;
+        let key_a = app.settings.secret_key.clone().unwrap();
+        let key_b = SecretKey::generate();
+        // Under A: a remembered login from the form, and a notice for another browser.
+        let form = app.get_page("/login").await;
+        let csrf = set_cookie(&form, "latchkey_csrf").expect("a CSRF cookie");
+        let token = hidden_field(&form.text().await.unwrap(), "csrf_token").unwrap();
+        let login = app
+            .post_form("/login", &[
+                ("csrf_token", &token),
+                ("username", TEST_USER),
+                ("password", TEST_PASSWORD),
+                ("remember", "on"),
+            ])
+            .await;
+        assert_eq!(login.status(), StatusCode::SEE_OTHER);
+        let session = set_cookie(&login, SESSION).expect("a session cookie");
+        let device = set_cookie(&login, DEVICE).expect("a device cookie");
+        let lifetime = app.settings.remember_me_lifetime.as_secs();
+        assert!(session.contains(&format!("Max-Age={lifetime}")), "{session}");
+        let notice = notice_for_another_browser(&app).await;
+        let rotating = instance(&app, &key_b, Some(&key_a)).await;
+        let b_only = instance(&app, &key_b, None).await;
+
+        let admitted = get_with(&rotating, "/protected", &[pair(&session), pair(&device)]).await;
+
+        assert_eq!(admitted.status(), StatusCode::OK);
+        let renewed = set_cookie(&admitted, SESSION).expect("the session cookie re-issued");
+        let new_device = set_cookie(&admitted, DEVICE).expect("the device cookie re-issued");
+        assert_ne!(pair(&renewed), pair(&session));
+        assert_eq!(attributes(&renewed), attributes(&session), "still remembered");
+        assert_ne!(pair(&new_device), pair(&device));
+        assert_eq!(attributes(&new_device), attributes(&device));
+        assert_eq!(get_with(&b_only, "/protected", &[pair(&renewed)]).await.status(), StatusCode::OK);
+
+        // The device cookie still lifts the account ceiling for its holder.
+        for ip in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+            assert_eq!(login_with(&rotating, &[], "guess", ip).await, StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(login_with(&rotating, &[], TEST_PASSWORD, "203.0.113.4").await, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            login_with(&b_only, &[pair(&device)], TEST_PASSWORD, "192.0.2.1").await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "without the previous key, the old device cookie is nobody's"
+        );
+        assert_eq!(login_with(&b_only, &[pair(&new_device)], TEST_PASSWORD, "192.0.2.1").await, StatusCode::OK);
+        assert_eq!(login_with(&rotating, &[pair(&device)], TEST_PASSWORD, "192.0.2.1").await, StatusCode::OK);
+
+        // The other browser's notice is shown.
+        let page = reqwest::Client::new()
+            .get(format!("{rotating}/login"))
+            .header(COOKIE, pair(&notice))
+            .header("accept", HTML_ACCEPT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        assert!(page.text().await.unwrap().contains("You have been logged out."));
+
+        // A form rendered under A logs out under B: the cookie is cleared, not re-issued.
+        let logout = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(format!("{rotating}/logout"))
+            .header(COOKIE, [pair(&session), pair(&csrf)].join("; "))
+            .header("accept", HTML_ACCEPT)
+            .form(&[("csrf_token", &token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+        let cleared: Vec<_> = logout
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter(|line| line.starts_with(&format!("{SESSION}=")))
+            .collect();
+        assert_eq!(cleared.len(), 1, "{cleared:?}");
+        assert!(cleared[0].starts_with(&format!("{SESSION}=;")), "{cleared:?}");
+        assert_eq!(get_with(&b_only, "/protected", &[pair(&renewed)]).await.status(), StatusCode::UNAUTHORIZED);
+    }
+}
+
+/// Another browser logs in and out by form on `app`: the flash cookie it is
+/// left with (`Set-Cookie` line).
+async fn notice_for_another_browser(app: &TestApp) -> String {
+    let browser = new_client();
+    post_login(&browser, &app.address, TEST_USER, TEST_PASSWORD).await;
+    let page = browser
+        .get(app.url("/protected"))
+        .header("accept", HTML_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    let token = hidden_field(&page.text().await.unwrap(), "csrf_token").unwrap();
+    let logout = browser
+        .post(app.url("/logout"))
+        .header("accept", HTML_ACCEPT)
+        .form(&[("csrf_token", &token)])
+        .send()
+        .await
+        .unwrap();
+    set_cookie(&logout, "latchkey_flash").expect("a flash cookie")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
