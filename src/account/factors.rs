@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ops;
-use super::page::{account_page, acted, remove_by_id, Removal, Shown};
+use super::page::{account_page, acted, remove_by_id, FormError, Removal, Shown};
 use crate::audit::{Entry, Event};
 use crate::auth::{CurrentUser, SessionUser};
 use crate::error::AppError;
@@ -146,7 +146,7 @@ async fn refuse_enrolment(
         return Err(AppError::BadRequest(message.to_owned()));
     }
     let shown = Shown {
-        error: Some(message),
+        error: Some(FormError::TotpCode(message)),
         totp_secret: secret.as_deref(),
         ..Shown::default()
     };
