@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ops::{self, FactorRemoval};
-use super::page::{account_page, acted, done, Shown};
+use super::page::{account_page, acted, done, FormError, Shown};
 use crate::audit::{Entry, Event};
 use crate::auth::{CurrentUser, SessionUser};
 use crate::error::AppError;
@@ -146,7 +146,7 @@ async fn refuse_enrolment(
         return Err(AppError::BadRequest(message.to_owned()));
     }
     let shown = Shown {
-        error: Some(message),
+        error: Some(FormError::TotpCode(message)),
         totp_secret: secret.as_deref(),
         ..Shown::default()
     };
@@ -229,7 +229,7 @@ pub async fn remove(
         FactorRemoval::NotFound => return Err(AppError::NotFound),
         FactorRemoval::Last if body.kind == BodyKind::Form => {
             let shown = Shown {
-                error: Some(LAST_FACTOR),
+                error: Some(FormError::Factor(LAST_FACTOR)),
                 ..Shown::default()
             };
             return account_page(&req, &state, &current, StatusCode::CONFLICT, shown).await;

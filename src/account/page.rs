@@ -48,7 +48,11 @@ struct AccountPage<'a> {
     recovery_codes: Option<&'a [String]>,
     csrf_token: &'a str,
     notice: Option<&'a str>,
-    error: Option<&'a str>,
+    password_error: Option<&'a str>,
+    token_error: Option<&'a str>,
+    token_name_invalid: bool,
+    totp_error: Option<&'a str>,
+    factor_error: Option<&'a str>,
     new_token: Option<&'a str>,
     /// Offer "Add a passkey" (passkeys are on).
     passkeys: bool,
@@ -56,11 +60,27 @@ struct AccountPage<'a> {
     enrolling: bool,
 }
 
+/// An error from one of the account page's forms: shown beside that form
+/// and tied to the field it is about, never to another form's fields.
+#[derive(Debug, Clone, Copy)]
+pub enum FormError<'a> {
+    /// The password change.
+    Password(&'a str),
+    /// A new token's name.
+    TokenName(&'a str),
+    /// A new token, not about its name (a lifetime out of range, too many tokens).
+    Token(&'a str),
+    /// The code that confirms an authenticator app.
+    TotpCode(&'a str),
+    /// Anything else about the factors (a passkey refused, the last factor kept).
+    Factor(&'a str),
+}
+
 /// What the account page shows beyond the account: an error from the last
 /// form, or a token just created (shown this once).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Shown<'a> {
-    pub error: Option<&'a str>,
+    pub error: Option<FormError<'a>>,
     pub new_token: Option<&'a str>,
     /// A TOTP enrolment under way: its secret, beside the QR code.
     pub totp_secret: Option<&'a str>,
@@ -192,6 +212,17 @@ pub async fn account_page(
     };
     let factors = factor_views(state, current).await?;
     let context = PageContext::new(req)?;
+    let (mut password_error, mut token_error, mut totp_error, mut factor_error) =
+        (None, None, None, None);
+    match shown.error {
+        Some(FormError::Password(message)) => password_error = Some(message),
+        Some(FormError::TokenName(message) | FormError::Token(message)) => {
+            token_error = Some(message);
+        }
+        Some(FormError::TotpCode(message)) => totp_error = Some(message),
+        Some(FormError::Factor(message)) => factor_error = Some(message),
+        None => {}
+    }
     context.render(
         status,
         &AccountPage {
@@ -204,7 +235,11 @@ pub async fn account_page(
             recovery_codes: shown.recovery_codes,
             csrf_token: &context.csrf_token,
             notice: context.notice,
-            error: shown.error,
+            password_error,
+            token_error,
+            token_name_invalid: matches!(shown.error, Some(FormError::TokenName(_))),
+            totp_error,
+            factor_error,
             new_token: shown.new_token,
             passkeys: state.passkeys.is_some(),
             enrolling,

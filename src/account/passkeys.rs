@@ -12,7 +12,7 @@ use serde_json::json;
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
 use super::ops::{self, PasskeyEnrolment};
-use super::page::{account_page, acted, Shown};
+use super::page::{account_page, acted, FormError, Shown};
 use crate::audit::{Entry, Event};
 use crate::auth::passkey::{credential, options, relying_party};
 use crate::auth::SessionUser;
@@ -163,7 +163,7 @@ async fn refuse(
         });
     }
     let shown = Shown {
-        error: Some(message),
+        error: Some(FormError::Factor(message)),
         ..Shown::default()
     };
     account_page(req, state, current, status, shown).await

@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ops::{self, Sessions};
-use super::page::{account_page, acted, done, factor_views, session_views, token_views, Shown};
+use super::page::{
+    account_page, acted, done, factor_views, session_views, token_views, FormError, Shown,
+};
 use super::{confirm, factors, passkeys, tokens, welcome};
 use crate::audit::{Entry, Event};
 use crate::auth::service::{self, Asker, Purpose};
@@ -135,7 +137,7 @@ pub async fn change_password(
         Err(Refusal::Refused(message)) if kind == BodyKind::Form => {
             let status = StatusCode::BAD_REQUEST;
             let shown = Shown {
-                error: Some(&message),
+                error: Some(FormError::Password(&message)),
                 ..Shown::default()
             };
             return account_page(&req, &state, &current, status, shown).await;

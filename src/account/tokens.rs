@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ops;
-use super::page::{account_page, remove_by_id, token_views, Removal, Shown, TokenView};
+use super::page::{account_page, remove_by_id, token_views, FormError, Removal, Shown, TokenView};
 use crate::audit::{Entry, Event};
 use crate::auth::{CurrentUser, SessionUser};
 use crate::error::AppError;
@@ -70,35 +70,46 @@ pub async fn create(
     body: Body<NewToken>,
 ) -> Result<HttpResponse, AppError> {
     current::require_recent(&req, state.settings.reauth_window)?;
-    let refuse = |message: String| async {
-        if body.kind == BodyKind::Form {
+    // Copies and references, for the future `refuse` makes to own.
+    let (kind, req, state, current) = (body.kind, &req, &state, &current);
+    // `about_name`: the error is about the name field, not the whole request.
+    let refuse = move |message: String, about_name: bool| async move {
+        if kind == BodyKind::Form {
+            let error = if about_name {
+                FormError::TokenName(&message)
+            } else {
+                FormError::Token(&message)
+            };
             let shown = Shown {
-                error: Some(&message),
+                error: Some(error),
                 ..Shown::default()
             };
-            account_page(&req, &state, &current, StatusCode::BAD_REQUEST, shown).await
+            account_page(req, state, current, StatusCode::BAD_REQUEST, shown).await
         } else {
             Err(AppError::BadRequest(message))
         }
     };
     let name = match tokens::valid_name(&body.value.name) {
         Ok(name) => name.to_owned(),
-        Err(message) => return refuse(message.to_owned()).await,
+        Err(message) => return refuse(message.to_owned(), true).await,
     };
     let days = match days(body.value.expires_in_days.as_ref()) {
         Ok(days) => days,
-        Err(message) => return refuse(message).await,
+        Err(message) => return refuse(message, false).await,
     };
     let user_id = current.user.id;
-    let entry = Entry::new(Event::TokenCreated).client(&Client::of(&req));
+    let entry = Entry::new(Event::TokenCreated).client(&Client::of(req));
     let created = state
         .db(move |conn| Ok(ops::create_token(conn, user_id, &name, days, entry)?))
         .await?;
     let Some((row, secret)) = created else {
-        return refuse(format!(
-            "You hold {} tokens already: revoke one first.",
-            tokens::MAX_PER_USER
-        ))
+        return refuse(
+            format!(
+                "You hold {} tokens already: revoke one first.",
+                tokens::MAX_PER_USER
+            ),
+            false,
+        )
         .await;
     };
     state.metrics.event(Event::TokenCreated);
@@ -107,7 +118,7 @@ pub async fn create(
             new_token: Some(secret.expose()),
             ..Shown::default()
         };
-        return account_page(&req, &state, &current, StatusCode::CREATED, shown).await;
+        return account_page(req, state, current, StatusCode::CREATED, shown).await;
     }
     let view = TokenView::from(&row);
     Ok(HttpResponse::Created().json(json!({

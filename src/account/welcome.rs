@@ -167,7 +167,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(show))
             .route(web::post().to(submit))
             .default_service(web::to(edge::method_not_allowed))
-            // The page's own requests must not carry its one-time link as Referer.
-            .wrap(DefaultHeaders::new().add((header::REFERRER_POLICY, "no-referrer"))),
+            // The page's own requests must not carry its one-time link as
+            // Referer: they name the origin only. Not `no-referrer`: under it
+            // browsers post the form with `Origin: null`, which is refused.
+            .wrap(DefaultHeaders::new().add((header::REFERRER_POLICY, "strict-origin"))),
     );
 }

@@ -342,7 +342,7 @@ fn add_headers(headers: &mut HeaderMap, secure: bool) {
     };
     set(headers, "content-security-policy", CSP);
     set(headers, "x-content-type-options", "nosniff");
-    // A route may choose a stricter policy (a one-time link's page: no-referrer).
+    // A route may choose a stricter policy (a one-time link's page: strict-origin).
     if !headers.contains_key(header::REFERRER_POLICY) {
         set(headers, "referrer-policy", "same-origin");
     }

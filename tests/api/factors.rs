@@ -23,7 +23,7 @@ fn now() -> u64 {
 }
 
 /// The code the app shows `steps` steps from now (one step of drift is accepted).
-fn code_at(secret: &str, steps: i64) -> String {
+pub fn code_at(secret: &str, steps: i64) -> String {
     let at = now().saturating_add_signed(steps * 30);
     totp(secret).generate(at).to_string()
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::helpers::*;
 
 /// Runs `latchkey user COMMAND NAME` and returns the printed link's path.
-fn link(app: &TestApp, command: &str, name: &str, env: &[(&str, &str)]) -> String {
+pub fn link(app: &TestApp, command: &str, name: &str, env: &[(&str, &str)]) -> String {
     let out = app.db.cli_with(&["user", command, name], "", env);
     assert!(out.status.success(), "{}", output_text(&out));
     let printed = stdout(&out).trim().to_owned();
@@ -20,7 +20,7 @@ fn link(app: &TestApp, command: &str, name: &str, env: &[(&str, &str)]) -> Strin
         .to_owned()
 }
 
-const NEW_PASSWORD: &str = "a-brand-new-passphrase-7";
+pub const NEW_PASSWORD: &str = "a-brand-new-passphrase-7";
 
 both_backends! {
     async fn an_invitation_link_sets_a_password_once(backend: Backend) {
@@ -30,6 +30,8 @@ both_backends! {
 
         let page = app.get_page(&path).await;
         assert_eq!(page.status(), StatusCode::OK);
+        // The link stays out of Referer, and the form's `Origin` is still sent.
+        assert_eq!(page.headers()["referrer-policy"], "strict-origin");
         assert!(page.text().await.unwrap().contains("newbie"));
         let short = app.post_json(&path, &json!({"password": "short"})).await;
         assert_eq!(short.status(), StatusCode::BAD_REQUEST);
