@@ -428,7 +428,7 @@ both_backends! {
         let page = app.get_page("/account").await;
         assert_eq!(page.status(), StatusCode::OK);
         let page = page.text().await.unwrap();
-        assert!(page.contains("action=\"/account/totp\""), "{page}");
+        assert!(page.contains("action=\"/account/totp#factors\""), "{page}");
         assert!(!page.contains("action=\"/account/password\""), "{page}");
         assert!(!page.contains("action=\"/account/tokens\""), "{page}");
         assert!(page.contains("action=\"/logout\""), "{page}");
