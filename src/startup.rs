@@ -27,6 +27,7 @@ use crate::shell::rotation::{self, Rotation};
 use crate::shell::{self, edge::edge};
 use crate::state::AppState;
 use crate::users::{self, breached, PasswordHasher};
+use crate::web::limit::PerClient;
 use crate::web::WebContext;
 use crate::{account, auth, db, forward};
 
@@ -36,6 +37,9 @@ const CACHE_CAPACITY: usize = 10_000;
 /// for at most this many of them at once.
 const THROTTLED_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 const THROTTLED_SAMPLE_KEYS: usize = 1000;
+/// Passwordless sign-in challenges per client a minute: a person needs a
+/// few; each costs a session row (see `web::limit`).
+const PASSKEY_CHALLENGES_PER_MINUTE: u32 = 30;
 
 /// The ceiling of bench/run: as much of the stack as a request can go through
 /// without touching the database (compiled only with the `bench` feature).
@@ -257,6 +261,7 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<(Part
             breached,
             sealer,
             passkeys,
+            passkey_challenges: Arc::new(PerClient::new(PASSKEY_CHALLENGES_PER_MINUTE)),
         }),
         key,
     };

@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::sessions::cache::SessionCache;
 use crate::users::breached::BreachedFilter;
 use crate::users::PasswordHasher;
+use crate::web::limit::PerClient;
 
 /// The app's shared parts; cheap to clone.
 #[derive(Debug, Clone)]
@@ -32,6 +33,9 @@ pub struct AppState {
     /// The WebAuthn relying party (`None`: passkeys are off, see
     /// [`RelyingParty::new`]).
     pub passkeys: Option<Arc<RelyingParty>>,
+    /// Anonymous passkey challenges a client may ask for a minute (each is a
+    /// session row).
+    pub passkey_challenges: Arc<PerClient>,
 }
 
 impl AppState {

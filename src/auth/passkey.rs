@@ -63,6 +63,8 @@ pub async fn start(
     _body: Body<serde::de::IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
     let rp = relying_party(&state)?;
+    // Each challenge is a session row for someone who proved nothing yet.
+    state.passkey_challenges.check(&Client::of(&req))?;
     let (challenge, ceremony) = rp.start_discoverable().map_err(AppError::internal)?;
     current::keep_ceremony(&req, LOGIN_KEY, ceremony)?;
     Ok(options(&challenge))

@@ -8,6 +8,7 @@ pub mod client;
 pub mod csrf;
 pub mod device;
 pub mod flash;
+pub mod limit;
 pub mod negotiate;
 pub mod pages;
 pub mod redirect;

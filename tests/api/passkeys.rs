@@ -289,6 +289,20 @@ both_backends! {
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     }
 
+    async fn anonymous_passkey_challenges_are_limited_per_client(backend: Backend) {
+        let app = spawn_app(backend).await;
+        // Each challenge is a session row for a client that proved nothing: 30 a minute.
+        for _ in 0..30 {
+            let fresh = new_client();
+            let response = fresh.post(app.url("/login/passkey/options")).json(&json!({})).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        let refused = app.post_json("/login/passkey/options", &json!({})).await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(refused.headers().contains_key("retry-after"));
+        assert_eq!(app.session_rows(), 30);
+    }
+
     async fn passkeys_are_off_on_an_ip_address(backend: Backend) {
         let app = spawn_app_with(backend, |s| s.public_url = Some("http://127.0.0.1:8080".parse().unwrap())).await;
         assert_eq!(app.post_json("/login/passkey/options", &json!({})).await.status(), StatusCode::NOT_FOUND);
