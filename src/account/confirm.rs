@@ -94,97 +94,77 @@ pub async fn show(
     page(&req, &current, StatusCode::OK, &next, None).await
 }
 
-/// `POST /account/confirm` `{"password"}`.
+/// `POST /account/confirm` `{"password"}` (plus `"code"` for a user with a
+/// factor), or `{"credential"}`: `400` for what is no try at all, `401` for a
+/// wrong one (the page again, for a form).
 pub async fn confirm(
     req: HttpRequest,
     state: web::Data<AppState>,
     current: SessionUser,
     body: Body<Confirm>,
 ) -> Result<HttpResponse, AppError> {
-    let Confirm {
-        password,
-        code,
-        next,
-        credential,
-    } = body.value;
-    let form = body.kind == BodyKind::Form;
-    let asker = Asker::of(&req)?;
+    let kind = body.kind;
+    let next = body.value.next.clone();
+    match check(&req, &state, &current, body.value).await? {
+        Ok(()) => confirmed(&req, &state, kind, &next),
+        Err((status, message)) if kind == BodyKind::Form => {
+            page(&req, &current, status, &next, Some(message)).await
+        }
+        Err((StatusCode::BAD_REQUEST, message)) => Err(AppError::BadRequest(message.to_owned())),
+        Err((_, message)) => Err(AppError::Unauthorized(message)),
+    }
+}
+
+/// Whether the user proved who they are; if not, the status and why.
+async fn check(
+    req: &HttpRequest,
+    state: &AppState,
+    current: &SessionUser,
+    sent: Confirm,
+) -> Result<Result<(), (StatusCode, &'static str)>, AppError> {
+    let asker = Asker::of(req)?;
     let username = &current.user.username;
     let user_id = current.user.id;
-    if credential.is_some() {
-        let proof = match second_factor::passkey_proof_under(&req, &state, CEREMONY_KEY, credential)
-        {
-            Ok(proof) => proof,
-            Err(message) if form => {
-                return page(
-                    &req,
-                    &current,
-                    StatusCode::BAD_REQUEST,
-                    &next,
-                    Some(message),
-                )
-                .await;
-            }
-            Err(message) => return Err(AppError::BadRequest(message.to_owned())),
-        };
-        if !service::check_factor(&state, user_id, username, proof, &asker, false).await? {
-            const REFUSED: &str = "That passkey was not accepted.";
-            if form {
-                return page(
-                    &req,
-                    &current,
-                    StatusCode::UNAUTHORIZED,
-                    &next,
-                    Some(REFUSED),
-                )
-                .await;
-            }
-            return Err(AppError::Unauthorized(REFUSED));
-        }
-        return confirmed(&req, &state, body.kind, &next);
+    if sent.credential.is_some() {
+        let proof =
+            match second_factor::passkey_proof_under(req, state, CEREMONY_KEY, sent.credential) {
+                Ok(proof) => proof,
+                Err(message) => return Ok(Err((StatusCode::BAD_REQUEST, message))),
+            };
+        let accepted =
+            service::check_factor(state, user_id, username, proof, &asker, false).await?;
+        return Ok(accepted
+            .then_some(())
+            .ok_or((StatusCode::UNAUTHORIZED, "That passkey was not accepted.")));
     }
     let has_factor = state
         .db(move |conn| Ok(factors::queries::count(conn, user_id)? > 0))
         .await?;
     // Checked before the password, so a missing code costs no try.
-    let code = match (has_factor, Code::parse(&code)) {
+    let code = match (has_factor, Code::parse(&sent.code)) {
         (false, _) => None,
         (true, Some(code)) => Some(code),
         (true, None) => {
             const NEEDED: &str =
                 "Enter the code your authenticator app shows, or a recovery code, with your password.";
-            if form {
-                return page(&req, &current, StatusCode::BAD_REQUEST, &next, Some(NEEDED)).await;
-            }
-            return Err(AppError::BadRequest(NEEDED.to_owned()));
+            return Ok(Err((StatusCode::BAD_REQUEST, NEEDED)));
         }
     };
     let matched =
-        service::check_password(&state, username, password, &asker, Purpose::Confirm).await?;
-    let wrong = if matched.is_none() {
-        Some("That password is not right.")
-    } else if let Some(code) = code {
-        let proof = Proof::Code(code);
-        let accepted =
-            service::check_factor(&state, user_id, username, proof, &asker, false).await?;
-        (!accepted).then_some("That code is not right.")
-    } else {
-        None
-    };
-    if let Some(message) = wrong {
-        if form {
-            return page(
-                &req,
-                &current,
-                StatusCode::UNAUTHORIZED,
-                &next,
-                Some(message),
-            )
-            .await;
-        }
-        return Err(AppError::Unauthorized(message));
+        service::check_password(state, username, sent.password, &asker, Purpose::Confirm).await?;
+    if matched.is_none() {
+        return Ok(Err((
+            StatusCode::UNAUTHORIZED,
+            "That password is not right.",
+        )));
     }
-    confirmed(&req, &state, body.kind, &next)
+    if let Some(code) = code {
+        let proof = Proof::Code(code);
+        if !service::check_factor(state, user_id, username, proof, &asker, false).await? {
+            return Ok(Err((StatusCode::UNAUTHORIZED, "That code is not right.")));
+        }
+    }
+    Ok(Ok(()))
 }
 
 fn confirmed(

@@ -87,6 +87,16 @@ pub struct ConfirmTotp {
     name: Option<String>,
 }
 
+/// The name a user gave a new factor (trimmed), or `default` when none.
+pub(super) fn factor_name(name: Option<&str>, default: &str) -> Result<String, &'static str> {
+    match name.map(str::trim) {
+        None | Some("") => Ok(default.to_owned()),
+        Some(name) => crate::tokens::valid_name(name)
+            .map(str::to_owned)
+            .map_err(|_| "A factor's name is 1-100 characters without control characters."),
+    }
+}
+
 /// `POST /account/totp/confirm` `{"code"}`: enrols the secret under way;
 /// on the first factor, `{"recovery_codes": [...]}` (shown this once).
 pub async fn confirm(
@@ -103,18 +113,9 @@ pub async fn confirm(
     let Some(secret) = enrolment(&req, &state) else {
         return refuse("Start setting up an authenticator app first.", None).await;
     };
-    let name = match body.value.name.as_deref().map(str::trim) {
-        None | Some("") => DEFAULT_NAME.to_owned(),
-        Some(name) => match crate::tokens::valid_name(name) {
-            Ok(name) => name.to_owned(),
-            Err(_) => {
-                return refuse(
-                    "A factor's name is 1-100 characters without control characters.",
-                    Some(secret.base32()),
-                )
-                .await
-            }
-        },
+    let name = match factor_name(body.value.name.as_deref(), DEFAULT_NAME) {
+        Ok(name) => name,
+        Err(message) => return refuse(message, Some(secret.base32())).await,
     };
     let step = TotpCode::parse(&body.value.code).and_then(|code| secret.matching_step(&code));
     let Some(step) = step else {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
+use super::factors::factor_name;
 use super::ops::{self, PasskeyEnrolment};
 use super::page::{account_page, acted, FormError, Shown};
 use crate::audit::{Entry, Event};
@@ -73,18 +74,9 @@ pub async fn register(
     let kind = body.kind;
     let refuse = |status, message| refuse(&req, &state, &current, kind, status, message);
     let rp = relying_party(&state)?;
-    let name = match body.value.name.as_deref().map(str::trim) {
-        None | Some("") => DEFAULT_NAME.to_owned(),
-        Some(name) => match crate::tokens::valid_name(name) {
-            Ok(name) => name.to_owned(),
-            Err(_) => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "A factor's name is 1-100 characters without control characters.",
-                )
-                .await
-            }
-        },
+    let name = match factor_name(body.value.name.as_deref(), DEFAULT_NAME) {
+        Ok(name) => name,
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, message).await,
     };
     let Ok(sent) = credential::<RegisterPublicKeyCredential>(body.value.credential) else {
         return refuse(

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 use webauthn_rs::prelude::{DiscoverableAuthentication, PublicKeyCredential};
 
+use super::routes::login_page_response;
 use crate::audit::{self, Entry, Event};
 use crate::error::AppError;
 use crate::factors::passkeys::{self, RelyingParty};
@@ -23,7 +24,6 @@ use crate::factors::queries as factor_queries;
 use crate::sessions::current;
 use crate::state::AppState;
 use crate::users::queries;
-use crate::web::pages::{LoginPage, PageContext, STYLE_HREF};
 use crate::web::redirect::safe_next_for;
 use crate::web::{self as edge, Body, BodyKind, Client, WebContext};
 
@@ -107,7 +107,7 @@ pub async fn finish(
         .to_owned();
     let refuse = |message: &'static str| {
         if form {
-            return login_page(&req, StatusCode::UNAUTHORIZED, &next, message);
+            return login_page_response(&req, StatusCode::UNAUTHORIZED, "", &next, Some(message));
         }
         Err(AppError::Unauthorized(message))
     };
@@ -197,27 +197,6 @@ pub async fn finish(
     };
     response.add_cookie(&device).map_err(AppError::internal)?;
     Ok(response)
-}
-
-fn login_page(
-    req: &HttpRequest,
-    status: StatusCode,
-    next: &str,
-    error: &str,
-) -> Result<HttpResponse, AppError> {
-    let context = PageContext::new(req)?;
-    context.render(
-        status,
-        &LoginPage {
-            style: &STYLE_HREF,
-            csrf_token: &context.csrf_token,
-            next,
-            username: "",
-            error: Some(error),
-            notice: None,
-            passkeys: true,
-        },
-    )
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

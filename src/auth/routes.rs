@@ -238,7 +238,8 @@ pub async fn login_page(
     login_page_response(&req, StatusCode::OK, "", next.unwrap_or(""), None)
 }
 
-fn login_page_response(
+/// The login form with `status`, the name typed kept and an error, if any.
+pub fn login_page_response(
     req: &HttpRequest,
     status: StatusCode,
     username: &str,
