@@ -103,7 +103,11 @@
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: "{}",
     });
-    var options = await answer.json();
+    // An answer that is not JSON (a proxy's error page) still gets the
+    // plain message below, not the parser's.
+    var options = await answer.json().catch(function () {
+      return {};
+    });
     if (!answer.ok) {
       if (options.reauth) {
         window.location.assign("/account/confirm?next=" + encodeURIComponent(window.location.pathname));

@@ -48,7 +48,7 @@ fn driver_url(driver: &Path) -> &'static str {
     })
 }
 
-fn axe_path() -> PathBuf {
+pub(crate) fn axe_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/axe-core/axe.min.js")
 }
 
@@ -57,7 +57,7 @@ fn axe_source() -> &'static str {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Theme {
+pub(crate) enum Theme {
     Light,
     Dark,
 }
@@ -89,7 +89,7 @@ const WALKS: [Setup; 3] = [
 
 /// A headless Chromium session whose system theme is `theme`, or `None` (the
 /// test is not run) when Chromium or chromedriver is not installed.
-async fn browser(theme: Theme) -> Option<Client> {
+pub(crate) async fn browser(theme: Theme) -> Option<Client> {
     browser_with(Setup {
         theme,
         javascript: true,
@@ -149,7 +149,7 @@ async fn browser_with(setup: Setup) -> Option<Client> {
 }
 
 /// Waits until the browser shows `path` (after a redirect, a form post).
-async fn wait_for_path(c: &Client, path: &str) -> url::Url {
+pub(crate) async fn wait_for_path(c: &Client, path: &str) -> url::Url {
     let started = Instant::now();
     loop {
         let url = c.current_url().await.expect("current url");
@@ -166,7 +166,7 @@ async fn wait_for_path(c: &Client, path: &str) -> url::Url {
 
 /// Fills in the login form (over what it holds: the page keeps the username
 /// after a failure) and sends it.
-async fn log_in(c: &Client, username: &str, password: &str) {
+pub(crate) async fn log_in(c: &Client, username: &str, password: &str) {
     for (field, value) in [("#username", username), ("#password", password)] {
         let input = c.find(Locator::Css(field)).await.unwrap();
         input.clear().await.unwrap();
@@ -180,7 +180,7 @@ async fn log_in(c: &Client, username: &str, password: &str) {
         .unwrap();
 }
 
-async fn page_text(c: &Client) -> String {
+pub(crate) async fn page_text(c: &Client) -> String {
     c.find(Locator::Css("body"))
         .await
         .unwrap()
@@ -271,7 +271,7 @@ async fn assert_keyboard_follows_the_page(c: &Client, what: &str) {
 
 /// The page passes axe-core and the keyboard test, and its screenshot lands
 /// in `target/screenshots/` (`login-postgres.png`, `login-dark-postgres.png`, ...).
-async fn check_page(c: &Client, page: &str, theme: Theme, backend: Backend) {
+pub(crate) async fn check_page(c: &Client, page: &str, theme: Theme, backend: Backend) {
     let what = format!("{page} page, {theme:?} theme");
     assert_accessible(c, &what).await;
     let suffix = if theme == Theme::Dark { "-dark" } else { "" };

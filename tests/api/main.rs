@@ -29,6 +29,7 @@ mod abuse;
 mod account;
 mod authenticator;
 mod browser;
+mod browser_passkeys;
 mod cli;
 mod cluster;
 mod factors;
