@@ -311,6 +311,9 @@ fn app(
                 .default_service(web::to(crate::web::not_found))
                 // The last wrap runs first: sessions must be loaded before identity.
                 .wrap(IdentityMiddleware::default())
+                // Sees the state the handlers (and identity) leave, before the
+                // session middleware takes it to save it and set the cookie.
+                .wrap(from_fn(remember::mark_from_state))
                 .wrap(sessions)
                 .wrap(from_fn(store::store_failures))
                 // Before anything reads a cookie; inside persist_cookie, which

@@ -37,6 +37,9 @@ pub fn begin(
     }
     if remembered {
         remember::remember(req)?;
+    } else {
+        // A remembered session this browser had before does not carry over.
+        remember::forget(req);
     }
     confirmed(req)
 }

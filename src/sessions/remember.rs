@@ -2,11 +2,16 @@
 //! session, the request marker, and the cookie's lifetime.
 //!
 //! - [`remember`] (at login) marks the session state and the request;
-//!   [`renew`] gives a session a fresh key and keeps its mark.
+//!   [`forget`] (a login without "remember me") unmarks both; [`renew`] gives
+//!   a session a fresh key and keeps its mark.
 //! - The store reads the mark ([`is_remembered`]) to give the row the
 //!   remember-me lifetime instead of the idle and absolute limits.
 //! - [`mark`] marks only the request, for a remembered session whose cookie
 //!   is set by someone else (re-signed after a key rotation, `shell::rotation`).
+//! - [`mark_from_state`], a middleware just inside the session middleware,
+//!   marks the request whenever the session's final state is remembered: any
+//!   change to the state makes actix-session set the cookie again (without a
+//!   `Max-Age`), and the state is gone by the time the response leaves it.
 //! - [`persist_cookie`], a middleware just outside the session middleware,
 //!   gives the session cookie of a marked request a `Max-Age`: actix-session's
 //!   cookie lifecycle is global, so a per-session lifetime is set here, on the
@@ -47,6 +52,14 @@ pub fn remember(req: &HttpRequest) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Unmarks this request's session and the request: a login without
+/// "remember me" gives a session that is not remembered, whatever this
+/// browser's session was before.
+pub fn forget(req: &HttpRequest) {
+    req.get_session().remove(STATE_KEY);
+    req.extensions_mut().remove::<Remembered>();
+}
+
 /// Marks this request: the session cookie its response sets is given the
 /// remember-me `Max-Age` (call it for a remembered session only).
 pub fn mark(req: &HttpRequest) {
@@ -70,6 +83,28 @@ pub fn is_remembered(state: &HashMap<String, String>) -> bool {
         .get(STATE_KEY)
         .and_then(|v| serde_json::from_str::<bool>(v).ok())
         .unwrap_or(false)
+}
+
+/// Marks the request when its session, as the handlers left it, is
+/// remembered: whatever cookie the session middleware then sets for it gets
+/// the remember-me `Max-Age` from [`persist_cookie`]. Wrapped just inside
+/// the session middleware, which takes the state away as it saves it.
+pub async fn mark_from_state(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let remembered = res
+        .request()
+        .get_session()
+        .get::<bool>(STATE_KEY)
+        .ok()
+        .flatten()
+        == Some(true);
+    if remembered {
+        mark(res.request());
+    }
+    Ok(res)
 }
 
 /// Gives a marked request's new session cookie the remember-me `Max-Age`.

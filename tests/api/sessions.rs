@@ -103,6 +103,50 @@ both_backends! {
         assert_eq!(max_age(&line), Some(app.settings.remember_me_lifetime.as_secs()));
     }
 
+    async fn a_remembered_session_keeps_its_persistent_cookie_when_its_state_changes(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let lifetime = app.settings.remember_me_lifetime.as_secs();
+        let login = app
+            .post_json("/login", &json!({"username": TEST_USER, "password": TEST_PASSWORD, "remember": true}))
+            .await;
+        assert_eq!(login.status(), StatusCode::OK);
+
+        // Confirming the password changes the session's state: its cookie is set again.
+        let confirm = app.post_json("/account/confirm", &json!({"password": TEST_PASSWORD})).await;
+
+        assert_eq!(confirm.status(), StatusCode::OK);
+        let line = set_cookie_line(confirm.headers()).expect("the changed session's cookie is set again");
+        assert_eq!(max_age(&line), Some(lifetime), "{line}");
+        let account = json_body(app.get("/account").await).await;
+        let sessions = account["sessions"].as_array().unwrap();
+        let current = sessions.iter().find(|s| s["current"] == true).expect("the current session is listed");
+        assert_eq!(current["remembered"], true, "{account}");
+    }
+
+    async fn a_plain_login_over_a_remembered_session_is_not_remembered(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let remembered = app
+            .post_json("/login", &json!({"username": TEST_USER, "password": TEST_PASSWORD, "remember": true}))
+            .await;
+        assert_eq!(max_age(&set_cookie_line(remembered.headers()).unwrap()), Some(app.settings.remember_me_lifetime.as_secs()));
+
+        // The same browser logs in again, "remember me" unticked.
+        let plain = app.login_test_user().await;
+
+        let line = set_cookie_line(plain.headers()).expect("a new session cookie");
+        assert_eq!(max_age(&line), None, "{line}");
+        let account = json_body(app.get("/account").await).await;
+        let sessions = account["sessions"].as_array().unwrap();
+        let current = sessions.iter().find(|s| s["current"] == true).expect("the current session is listed");
+        assert_eq!(current["remembered"], false, "{account}");
+        // Its state changing later does not make it persistent either.
+        let confirm = app.post_json("/account/confirm", &json!({"password": TEST_PASSWORD})).await;
+        assert_eq!(confirm.status(), StatusCode::OK);
+        if let Some(line) = set_cookie_line(confirm.headers()) {
+            assert_eq!(max_age(&line), None, "{line}");
+        }
+    }
+
     async fn logout_on_one_instance_ends_the_session_on_another(backend: Backend) {
         let app = spawn_app(backend).await;
         let peer = app.start_peer().await.address;
