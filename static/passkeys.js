@@ -121,11 +121,29 @@
     form.elements.credential.value = JSON.stringify(
       creating ? registration(credential) : assertion(credential)
     );
+    // The login page's "Remember me" counts for a passkey sign-in too.
+    var remember = document.getElementById("remember");
+    if (form.elements.remember && remember) {
+      form.elements.remember.value = remember.checked ? "on" : "";
+    }
     form.submit();
   }
 
+  // What only works with this script is hidden until it runs.
+  document.querySelectorAll("[data-passkey-hidden]").forEach(function (part) {
+    part.hidden = false;
+  });
+
   document.querySelectorAll("[data-passkey-options]").forEach(function (button) {
+    var form = document.getElementById(button.dataset.passkeyForm);
     button.hidden = false;
+    // Enter in the form's field starts the ceremony, as the button does.
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (!button.disabled) {
+        button.click();
+      }
+    });
     button.addEventListener("click", function () {
       button.disabled = true;
       ceremony(button).catch(function (error) {

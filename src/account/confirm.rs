@@ -14,7 +14,7 @@ use crate::auth::service::{self, Asker, Purpose};
 use crate::auth::SessionUser;
 use crate::error::AppError;
 use crate::factors::{self, Code, Kind, Proof};
-use crate::sessions::current;
+use crate::sessions::current::{self, CeremonyKind};
 use crate::state::AppState;
 use crate::web::flash::Flash;
 use crate::web::pages::{PageContext, STYLE_HREF};
@@ -47,9 +47,6 @@ pub struct Confirm {
     #[serde(default)]
     credential: Option<serde_json::Value>,
 }
-
-/// Where the challenge of a confirmation by passkey waits.
-const CEREMONY_KEY: &str = "latchkey.passkey_confirm";
 
 /// The page; it offers a passkey when the user has one (and passkeys are on).
 async fn page(
@@ -126,11 +123,15 @@ async fn check(
     let username = &current.user.username;
     let user_id = current.user.id;
     if sent.credential.is_some() {
-        let proof =
-            match second_factor::passkey_proof_under(req, state, CEREMONY_KEY, sent.credential) {
-                Ok(proof) => proof,
-                Err(message) => return Ok(Err((StatusCode::BAD_REQUEST, message))),
-            };
+        let proof = match second_factor::passkey_proof_under(
+            req,
+            state,
+            CeremonyKind::Confirm,
+            sent.credential,
+        ) {
+            Ok(proof) => proof,
+            Err(message) => return Ok(Err((StatusCode::BAD_REQUEST, message))),
+        };
         let accepted =
             service::check_factor(state, user_id, username, proof, &asker, false).await?;
         return Ok(accepted
@@ -191,7 +192,7 @@ pub async fn options(
     current: SessionUser,
     _body: Body<serde::de::IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
-    second_factor::passkey_challenge(&req, &state, current.user.id, CEREMONY_KEY).await
+    second_factor::passkey_challenge(&req, &state, current.user.id, CeremonyKind::Confirm).await
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

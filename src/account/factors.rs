@@ -128,8 +128,12 @@ pub async fn confirm(
         .db(move |conn| Ok(ops::enrol_totp(conn, user_id, &name, &sealed, step, entry)?))
         .await?;
     req.get_session().remove(ENROLMENT_KEY);
-    // This session has just shown the factor.
-    current::mark_second_factor(&req)?;
+    // The user's first factor, shown by this session (it completes a required
+    // enrolment). A factor added to others proves nothing about this
+    // session's login, which keeps what it had.
+    if codes.is_some() {
+        current::mark_second_factor(&req)?;
+    }
     acted(&state, user_id, Event::FactorEnrolled);
     recovery_codes_answer(&req, &state, &current, kind, codes, "Second factor added.").await
 }

@@ -20,11 +20,10 @@ use crate::auth::SessionUser;
 use crate::error::AppError;
 use crate::factors::passkeys;
 use crate::factors::queries as factor_queries;
-use crate::sessions::current;
+use crate::sessions::current::{self, CeremonyKind};
 use crate::state::AppState;
 use crate::web::{self as edge, Body, BodyKind, Client};
 
-const CEREMONY_KEY: &str = "latchkey.passkey_registration";
 /// What a passkey is called when the user names none.
 const DEFAULT_NAME: &str = "Passkey";
 const TAKEN: &str = "This passkey is registered already.";
@@ -50,7 +49,7 @@ pub async fn start(
     let (challenge, ceremony) = rp
         .start_registration(user_id, &current.user.username, existing)
         .map_err(AppError::internal)?;
-    current::keep_ceremony(&req, CEREMONY_KEY, ceremony)?;
+    current::keep_ceremony(&req, CeremonyKind::Registration, ceremony)?;
     Ok(options(&challenge))
 }
 
@@ -85,7 +84,9 @@ pub async fn register(
         )
         .await;
     };
-    let Some(ceremony) = current::take_ceremony::<PasskeyRegistration>(&req, CEREMONY_KEY) else {
+    let Some(ceremony) =
+        current::take_ceremony::<PasskeyRegistration>(&req, CeremonyKind::Registration)
+    else {
         return refuse(
             StatusCode::BAD_REQUEST,
             "The passkey request has expired or was used: start again.",
@@ -123,8 +124,12 @@ pub async fn register(
         PasskeyEnrolment::Taken => return refuse(StatusCode::CONFLICT, TAKEN).await,
         PasskeyEnrolment::Enrolled(codes) => codes,
     };
-    // This session has just shown the factor.
-    current::mark_second_factor(&req)?;
+    // The user's first factor, shown by this session (it completes a required
+    // enrolment). A factor added to others proves nothing about this
+    // session's login, which keeps what it had.
+    if codes.is_some() {
+        current::mark_second_factor(&req)?;
+    }
     acted(&state, user_id, Event::FactorEnrolled);
     if kind == BodyKind::Form {
         let shown = Shown {

@@ -21,13 +21,12 @@ use crate::audit::{self, Entry, Event};
 use crate::error::AppError;
 use crate::factors::passkeys::{self, RelyingParty};
 use crate::factors::queries as factor_queries;
-use crate::sessions::current;
+use crate::sessions::current::{self, CeremonyKind};
 use crate::state::AppState;
 use crate::users::queries;
 use crate::web::redirect::safe_next_for;
 use crate::web::{self as edge, Body, BodyKind, Client, WebContext};
 
-const LOGIN_KEY: &str = "latchkey.passkey_login";
 pub const NOT_RECOGNISED: &str = "That passkey was not recognised.";
 const EXPIRED: &str = "The passkey request has expired: try again.";
 
@@ -66,7 +65,7 @@ pub async fn start(
     // Each challenge is a session row for someone who proved nothing yet.
     state.passkey_challenges.check(&Client::of(&req))?;
     let (challenge, ceremony) = rp.start_discoverable().map_err(AppError::internal)?;
-    current::keep_ceremony(&req, LOGIN_KEY, ceremony)?;
+    current::keep_ceremony(&req, CeremonyKind::PasskeyLogin, ceremony)?;
     Ok(options(&challenge))
 }
 
@@ -117,7 +116,8 @@ pub async fn finish(
         Err(_) if form => return refuse(NOT_RECOGNISED),
         Err(err) => return Err(err),
     };
-    let Some(ceremony) = current::take_ceremony::<DiscoverableAuthentication>(&req, LOGIN_KEY)
+    let Some(ceremony) =
+        current::take_ceremony::<DiscoverableAuthentication>(&req, CeremonyKind::PasskeyLogin)
     else {
         return refuse(EXPIRED);
     };
@@ -149,33 +149,39 @@ pub async fn finish(
         Ok(_) if !user.is_active => Some("disabled"),
         Ok(_) => None,
     };
-    let entry = Entry::new(if failure.is_some() {
-        Event::LoginFailure
-    } else {
-        Event::LoginSuccess
-    })
-    .of(&user)
-    .client(&client)
-    .detail(match failure {
-        Some(reason) => format!("passkey {}: {reason}", row.id),
-        None => format!("passkey {}", row.id),
-    });
+    let entry = |event| Entry::new(event).of(&user).client(&client);
+    let (success, failed) = (entry(Event::LoginSuccess), entry(Event::LoginFailure));
     let updated = checked.ok().filter(|_| failure.is_none());
     let factor_id = row.id;
-    state
+    let challenge = passkeys::challenge_hash(&sent);
+    let failure = state
         .db(move |conn| {
             use diesel::Connection as _;
             conn.transaction(|conn| {
-                if let Some(updated) = &updated {
-                    factor_queries::passkey_used(
-                        conn,
-                        factor_id,
-                        &passkeys::store(updated),
-                        crate::db::now(),
-                    )?;
-                    queries::record_login(conn, user_id)?;
-                }
-                audit::record(conn, &entry)
+                let now = crate::db::now();
+                let failure = match (&updated, challenge) {
+                    (None, _) => failure,
+                    (Some(updated), Some(challenge))
+                        if factor_queries::claim_challenge(conn, &challenge, now)? =>
+                    {
+                        factor_queries::passkey_used(
+                            conn,
+                            factor_id,
+                            &passkeys::store(updated),
+                            now,
+                        )?;
+                        queries::record_login(conn, user_id)?;
+                        None
+                    }
+                    // Answered already: a replay, or a request racing its twin.
+                    (Some(_), _) => Some("replayed"),
+                };
+                let entry = match failure {
+                    None => success.detail(format!("passkey {factor_id}")),
+                    Some(reason) => failed.detail(format!("passkey {factor_id}: {reason}")),
+                };
+                audit::record(conn, &entry)?;
+                Ok::<_, diesel::result::Error>(failure)
             })
             .map_err(AppError::from)
         })

@@ -105,7 +105,12 @@ async fn sign_in(
         // Said and audited when the login completes (see `second_factor`).
         pending.password_breached = password_breached;
         current::begin_pending(req, &pending, &asker.client)?;
-        return Ok(Outcome::Pending(kinds.iter().map(|k| k.as_str()).collect()));
+        // Passkeys off: what the user can still finish with (a passkey-only
+        // user with no recovery code left must ask an admin).
+        let usable = kinds
+            .iter()
+            .filter(|kind| **kind != factors::Kind::Passkey || state.passkeys.is_some());
+        return Ok(Outcome::Pending(usable.map(|k| k.as_str()).collect()));
     }
     current::begin(req, user.id, &asker.client, remember)?;
     if state.settings.require_second_factor {

@@ -18,7 +18,7 @@ use crate::error::AppError;
 use crate::factors::passkeys;
 use crate::factors::queries as factor_queries;
 use crate::factors::{Code, PasskeyProof, Proof};
-use crate::sessions::current::{self, Pending};
+use crate::sessions::current::{self, CeremonyKind, Pending};
 use crate::state::AppState;
 use crate::users::{queries, UserId};
 use crate::web::flash::{self, Flash};
@@ -48,9 +48,6 @@ pub struct CodeBody {
     #[serde(default)]
     credential: Option<serde_json::Value>,
 }
-
-/// Where the challenge of a pending login's passkey waits.
-const CEREMONY_KEY: &str = "latchkey.passkey_second_factor";
 
 fn page(
     req: &HttpRequest,
@@ -189,12 +186,12 @@ pub async fn submit(
 pub fn passkey_proof_under(
     req: &HttpRequest,
     state: &AppState,
-    key: &str,
+    kind: CeremonyKind,
     sent: Option<serde_json::Value>,
 ) -> Result<Proof, &'static str> {
     passkey::relying_party(state).map_err(|_| PASSKEYS_OFF)?;
     let credential = passkey::credential(sent).map_err(|_| BAD_CREDENTIAL)?;
-    let state = current::take_ceremony(req, key).ok_or(EXPIRED)?;
+    let state = current::take_ceremony(req, kind).ok_or(EXPIRED)?;
     Ok(Proof::Passkey(Box::new(PasskeyProof { credential, state })))
 }
 
@@ -203,7 +200,7 @@ fn passkey_proof(
     state: &AppState,
     sent: Option<serde_json::Value>,
 ) -> Result<Proof, &'static str> {
-    passkey_proof_under(req, state, CEREMONY_KEY, sent)
+    passkey_proof_under(req, state, CeremonyKind::SecondFactor, sent)
 }
 
 const PASSKEYS_OFF: &str = "Passkeys are not available on this server.";
@@ -216,7 +213,7 @@ pub async fn passkey_challenge(
     req: &HttpRequest,
     state: &AppState,
     user_id: UserId,
-    key: &str,
+    kind: CeremonyKind,
 ) -> Result<HttpResponse, AppError> {
     let rp = passkey::relying_party(state)?;
     let rows = state
@@ -234,7 +231,7 @@ pub async fn passkey_challenge(
     let (challenge, ceremony) = rp
         .start_authentication(&stored)
         .map_err(AppError::internal)?;
-    current::keep_ceremony(req, key, ceremony)?;
+    current::keep_ceremony(req, kind, ceremony)?;
     Ok(passkey::options(&challenge))
 }
 
@@ -245,7 +242,7 @@ pub async fn options(
     _body: Body<serde::de::IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
     let pending = current::pending(&req).ok_or(AppError::Unauthorized(NO_PENDING))?;
-    passkey_challenge(&req, &state, pending.user_id, CEREMONY_KEY).await
+    passkey_challenge(&req, &state, pending.user_id, CeremonyKind::SecondFactor).await
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -112,6 +112,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    used_challenges (challenge_hash) {
+        #[max_length = 64]
+        challenge_hash -> Varchar,
+        used_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Int4,
         #[max_length = 50]
@@ -155,6 +163,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     second_factors,
     session_events,
     sessions,
+    used_challenges,
     users,
     welcome_links,
 );

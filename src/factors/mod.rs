@@ -341,6 +341,13 @@ pub fn verify(
             };
             match rp.finish_authentication(&proof.credential, &proof.state, &stored) {
                 Ok(updated) => {
+                    let claimed = passkeys::challenge_hash(&proof.credential)
+                        .map(|hash| queries::claim_challenge(conn, &hash, now))
+                        .transpose()?;
+                    if claimed != Some(true) {
+                        // Answered already (a replay, or a request racing its twin).
+                        return Ok(None);
+                    }
                     queries::passkey_used(conn, row.id, &passkeys::store(&updated), now)?;
                     Ok(Some(Used::Passkey { factor_id: row.id }))
                 }

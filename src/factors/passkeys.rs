@@ -15,10 +15,11 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
 use webauthn_rs::prelude::{
-    CreationChallengeResponse, CredentialID, DiscoverableAuthentication, Passkey,
-    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
-    RequestChallengeResponse, Url, Uuid, WebauthnError,
+    AuthenticationResult, CreationChallengeResponse, CredentialID, DiscoverableAuthentication,
+    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
+    RegisterPublicKeyCredential, RequestChallengeResponse, Url, Uuid, WebauthnError,
 };
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 use webauthn_rs_proto::ResidentKeyRequirement;
@@ -59,6 +60,34 @@ pub fn store(passkey: &Passkey) -> String {
 
 pub fn load(stored: &str) -> Option<Passkey> {
     serde_json::from_str(stored).ok()
+}
+
+/// The challenge an assertion answers (SHA-256 of it, hex), from its client
+/// data: what makes it usable once (see `queries::claim_challenge`).
+pub fn challenge_hash(credential: &PublicKeyCredential) -> Option<String> {
+    let client_data: serde_json::Value =
+        serde_json::from_slice(&credential.response.client_data_json).ok()?;
+    let challenge = client_data.get("challenge")?.as_str()?;
+    Some(hex::encode(Sha256::digest(challenge.as_bytes())))
+}
+
+/// The stored signature counter of a credential.
+fn stored_counter(stored: &Passkey) -> u64 {
+    serde_json::to_value(stored)
+        .ok()
+        .and_then(|record| record["cred"]["counter"].as_u64())
+        .unwrap_or(0)
+}
+
+/// An assertion's signature counter must move past the one stored now, not
+/// only past the copy its challenge was made with: a count seen already is a
+/// cloned authenticator (authenticators without a counter always say 0).
+fn counter_moves_on(stored: &Passkey, result: &AuthenticationResult) -> Result<(), Refused> {
+    let (counter, stored) = (u64::from(result.counter()), stored_counter(stored));
+    if (counter > 0 || stored > 0) && counter <= stored {
+        return Err(WebauthnError::CredentialPossibleCompromise.into());
+    }
+    Ok(())
 }
 
 /// A registration or assertion that did not verify.
@@ -135,6 +164,7 @@ impl RelyingParty {
         if result.cred_id() != stored.cred_id() {
             return Err(WebauthnError::CredentialNotFound.into());
         }
+        counter_moves_on(stored, &result)?;
         let mut updated = stored.clone();
         updated.update_credential(&result);
         Ok(updated)
@@ -166,6 +196,7 @@ impl RelyingParty {
         let result = self
             .webauthn
             .finish_discoverable_authentication_v2(credential, state, stored)?;
+        counter_moves_on(stored, &result)?;
         let mut updated = stored.clone();
         updated.update_credential(&result);
         Ok(updated)

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::Kind;
-use crate::db::schema::{recovery_codes, second_factors};
+use crate::db::schema::{recovery_codes, second_factors, used_challenges};
 use crate::db::AnyConnection;
 use crate::users::UserId;
 
@@ -120,6 +120,44 @@ pub fn passkey_used(
             second_factors::last_used_at.eq(Some(now)),
         ))
         .execute(conn)
+}
+
+/// Claims a passkey assertion's challenge (its SHA-256): `true` only the
+/// first time. Inside the transaction that accepts the assertion; the
+/// challenge is locked first (Postgres: an advisory lock on it; SQLite: the
+/// write lock), so racing claims queue and the second finds the first.
+pub fn claim_challenge(
+    conn: &mut AnyConnection,
+    challenge_hash: &str,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    match conn {
+        AnyConnection::Postgresql(pg) => {
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7433920062))")
+                .bind::<diesel::sql_types::Text, _>(challenge_hash)
+                .execute(pg)?;
+        }
+        AnyConnection::Sqlite(_) => crate::db::write_first(conn)?,
+    }
+    let used: i64 = used_challenges::table
+        .filter(used_challenges::challenge_hash.eq(challenge_hash))
+        .count()
+        .get_result(conn)?;
+    if used > 0 {
+        return Ok(false);
+    }
+    diesel::insert_into(used_challenges::table)
+        .values((
+            used_challenges::challenge_hash.eq(challenge_hash),
+            used_challenges::used_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(true)
+}
+
+/// Forgets challenges used before `before` (their ceremonies are over).
+pub fn sweep_challenges(conn: &mut AnyConnection, before: NaiveDateTime) -> QueryResult<usize> {
+    diesel::delete(used_challenges::table.filter(used_challenges::used_at.lt(before))).execute(conn)
 }
 
 /// The kinds of the user's factors (one entry a factor).

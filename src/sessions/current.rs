@@ -25,6 +25,9 @@ pub fn begin(
     session.remove(SECOND_FACTOR_KEY);
     session.remove(PENDING_KEY);
     session.remove(MUST_ENROL_KEY);
+    for kind in CeremonyKind::ALL {
+        session.remove(kind.key());
+    }
     Identity::login(&req.extensions(), user_id.to_string()).map_err(AppError::internal)?;
     identify(req, user_id);
     for (key, value) in [
@@ -257,6 +260,38 @@ pub fn second_factor(req: &HttpRequest) -> bool {
 /// How long a WebAuthn challenge stays open: what the browser is told too.
 pub const CEREMONY_LIFETIME_SECS: i64 = 300;
 
+/// The WebAuthn ceremonies a session may have under way, each under its own
+/// key: a challenge made for one is never taken as another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CeremonyKind {
+    /// Signing in with a passkey and no password.
+    PasskeyLogin,
+    /// A passkey finishing a pending login.
+    SecondFactor,
+    /// A passkey confirming identity.
+    Confirm,
+    /// Registering a passkey.
+    Registration,
+}
+
+impl CeremonyKind {
+    const ALL: [Self; 4] = [
+        Self::PasskeyLogin,
+        Self::SecondFactor,
+        Self::Confirm,
+        Self::Registration,
+    ];
+
+    fn key(self) -> &'static str {
+        match self {
+            Self::PasskeyLogin => "latchkey.passkey_login",
+            Self::SecondFactor => "latchkey.passkey_second_factor",
+            Self::Confirm => "latchkey.passkey_confirm",
+            Self::Registration => "latchkey.passkey_registration",
+        }
+    }
+}
+
 /// A WebAuthn ceremony under way (its challenge), kept in the session.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Ceremony<T> {
@@ -265,10 +300,10 @@ struct Ceremony<T> {
     started_at: i64,
 }
 
-/// Keeps a ceremony's state under `key`, replacing any earlier one.
+/// Keeps a ceremony's state, replacing any earlier one of its kind.
 pub fn keep_ceremony<T: serde::Serialize>(
     req: &HttpRequest,
-    key: &str,
+    kind: CeremonyKind,
     state: T,
 ) -> Result<(), AppError> {
     let ceremony = Ceremony {
@@ -276,14 +311,21 @@ pub fn keep_ceremony<T: serde::Serialize>(
         started_at: unix_now(),
     };
     req.get_session()
-        .insert(key, ceremony)
+        .insert(kind.key(), ceremony)
         .map_err(AppError::internal)
 }
 
-/// Takes the ceremony under `key` out of the session: each challenge is
-/// answered once, and only while it is open.
-pub fn take_ceremony<T: serde::de::DeserializeOwned>(req: &HttpRequest, key: &str) -> Option<T> {
-    let ceremony = req.get_session().remove_as::<Ceremony<T>>(key)?.ok()?;
+/// Takes the ceremony of `kind` out of the session: each challenge is
+/// answered once (the database holds that too, see
+/// `factors::queries::claim_challenge`), and only while it is open.
+pub fn take_ceremony<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    kind: CeremonyKind,
+) -> Option<T> {
+    let ceremony = req
+        .get_session()
+        .remove_as::<Ceremony<T>>(kind.key())?
+        .ok()?;
     let age = unix_now().saturating_sub(ceremony.started_at);
     (0..=CEREMONY_LIFETIME_SECS)
         .contains(&age)

@@ -289,6 +289,54 @@ both_backends! {
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     }
 
+    async fn one_answer_signs_in_once_even_sent_twice_at_once(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let mut authenticator = enrol(&app).await;
+        let request = options(&app, "/login/passkey/options").await;
+        let credential = json!({"credential": authenticator.assert(&request)});
+        // Both requests carry the session that holds the challenge.
+        let (a, b) = tokio::join!(
+            app.post_json("/login/passkey", &credential),
+            app.post_json("/login/passkey", &credential),
+        );
+        let mut statuses = [a.status(), b.status()];
+        statuses.sort();
+        assert_eq!(statuses, [StatusCode::OK, StatusCode::UNAUTHORIZED]);
+
+        // The same as a second factor.
+        app.logout().await;
+        app.login(TEST_USER, TEST_PASSWORD).await;
+        let request = options(&app, "/login/second-factor/options").await;
+        let credential = json!({"credential": authenticator.assert(&request)});
+        let (a, b) = tokio::join!(
+            app.post_json("/login/second-factor", &credential),
+            app.post_json("/login/second-factor", &credential),
+        );
+        let mut statuses = [a.status(), b.status()];
+        statuses.sort();
+        assert_eq!(statuses[0], StatusCode::OK);
+        assert_ne!(statuses[1], StatusCode::OK);
+    }
+
+    async fn a_cloned_authenticator_is_refused_even_within_one_challenge(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let mut authenticator = enrol(&app).await;
+        // A copy of the authenticator, made now, and a second-factor challenge
+        // asked for now (it carries the credential as stored now: count 0).
+        let mut clone = SoftAuthenticator::new(&origin(&app));
+        clone.credentials = authenticator.credentials.clone();
+        let other = TestClient::new(&app);
+        assert_eq!(other.login(TEST_USER, TEST_PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+        let request = other.options("/login/second-factor/options").await;
+        // The owner signs in meanwhile: the stored count moves to 1.
+        assert_eq!(passkey_login(&app, &mut authenticator).await.status(), StatusCode::OK);
+        // The clone answers the earlier challenge with a count of 1: refused,
+        // though the challenge's own copy of the credential had seen 0.
+        let cloned = clone.assert(&request);
+        let response = other.post_json("/login/second-factor", &json!({"credential": cloned})).await;
+        assert_json(response, StatusCode::UNAUTHORIZED, json!({"message": "Invalid code."})).await;
+    }
+
     async fn anonymous_passkey_challenges_are_limited_per_client(backend: Backend) {
         let app = spawn_app(backend).await;
         // Each challenge is a session row for a client that proved nothing: 30 a minute.

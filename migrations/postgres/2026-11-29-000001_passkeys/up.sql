@@ -5,3 +5,12 @@
 -- authenticator credential belongs to one account.
 ALTER TABLE second_factors ADD COLUMN credential_id TEXT;
 CREATE UNIQUE INDEX second_factors_credential_id_idx ON second_factors (credential_id);
+
+-- Challenges of passkey assertions already accepted (SHA-256 of the
+-- challenge): each is answered once, even by requests racing on one session
+-- or a copy of it. Swept once their ceremony's lifetime is over.
+CREATE TABLE used_challenges (
+    challenge_hash VARCHAR(64) PRIMARY KEY,
+    used_at TIMESTAMP NOT NULL
+);
+CREATE INDEX used_challenges_used_at_idx ON used_challenges (used_at);
