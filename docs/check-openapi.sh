@@ -4,12 +4,14 @@
 # access token, and runs schemathesis over every operation with the checks
 # not_a_server_error and response_schema_conformance. The cases take turns
 # with no credentials, a fresh session and the token (docs/openapi_hooks.py).
+# A second user (factor_user), given an authenticator app by the hooks,
+# provides the logins that wait for a second factor.
 #
 #   docs/check-openapi.sh [--release] [DATABASE_URL]
 #
 # Without DATABASE_URL: a fresh SQLite database in a temporary directory.
 # With a postgres:// URL: that database, which must hold no user test_user
-# (give it an empty one: CREATE DATABASE ...). The server runs from a
+# or factor_user (give it an empty one: CREATE DATABASE ...). The server runs from a
 # temporary directory (no .env of yours is read) with only the variables set
 # here.
 #
@@ -107,6 +109,11 @@ if ! printf 'test_password\n' | "$bin" user add test_user --password-stdin >/dev
         && echo "give the check an empty database: it seeds test_user itself" >&2
     exit 1
 fi
+factor_password=second-factor-passphrase
+if ! printf '%s\n' "$factor_password" | "$bin" user add factor_user --password-stdin >/dev/null 2>"$work/seed.err"; then
+    cat "$work/seed.err" >&2
+    exit 1
+fi
 token=$("$bin" token create test_user --name openapi-check 2>"$work/token.err") \
     || { cat "$work/token.err" >&2; exit 1; }
 
@@ -127,6 +134,8 @@ LATCHKEY_CHECK_URL=$url \
 LATCHKEY_CHECK_USERNAME=test_user \
 LATCHKEY_CHECK_PASSWORD=test_password \
 LATCHKEY_CHECK_TOKEN=$token \
+LATCHKEY_CHECK_FACTOR_USERNAME=factor_user \
+LATCHKEY_CHECK_FACTOR_PASSWORD=$factor_password \
 SCHEMATHESIS_HOOKS=$root/docs/openapi_hooks.py \
     "$schemathesis" run "$root/docs/openapi.yaml" --url "$url" \
     --checks not_a_server_error,response_schema_conformance \

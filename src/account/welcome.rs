@@ -22,7 +22,7 @@ use crate::sessions::current::{self, Pending};
 use crate::state::AppState;
 use crate::users::{queries as users, NewPassword, User};
 use crate::web::pages::{PageContext, STYLE_HREF};
-use crate::web::{self as edge, Body, BodyKind, Client};
+use crate::web::{self as edge, Body, BodyKind, Client, Wants};
 
 #[derive(Template)]
 #[template(path = "welcome.html")]
@@ -76,13 +76,19 @@ fn page(
     )
 }
 
-/// `GET /welcome/{token}`: the form.
+/// `GET /welcome/{token}`: the form (JSON: how to use the link).
 pub async fn show(
     req: HttpRequest,
     state: web::Data<AppState>,
+    wants: Wants,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let (token, _, user) = live(&state, &path).await?;
+    if wants == Wants::Json {
+        return Ok(HttpResponse::Ok().json(json!({
+            "message": "POST this link with {\"password\": ...} to set your password.",
+        })));
+    }
     page(&req, &user, &token, StatusCode::OK, None)
 }
 

@@ -79,6 +79,23 @@ both_backends! {
         assert_eq!(app.post_json("/account/totp", &json!({})).await.status(), StatusCode::OK);
     }
 
+    async fn a_json_client_reading_a_link_gets_json(backend: Backend) {
+        // Found while documenting the route: a JSON client got the HTML form.
+        let app = spawn_app(backend).await;
+        let path = link(&app, "invite", "newbie", &[]);
+
+        let read = app.get(&path).await;
+
+        assert_eq!(read.status(), StatusCode::OK);
+        assert!(read.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        let message = json_body(read).await["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("password"), "{message}");
+        // Reading spends nothing: the link still sets the password once.
+        let set = app.post_json(&path, &json!({"password": NEW_PASSWORD})).await;
+        assert_eq!(set.status(), StatusCode::OK);
+        assert_eq!(app.get(&path).await.status(), StatusCode::GONE);
+    }
+
     async fn an_expired_link_is_gone(backend: Backend) {
         let app = spawn_app(backend).await;
         let path = link(&app, "reset", TEST_USER, &[("LATCHKEY_LINK_LIFETIME", "1s")]);
