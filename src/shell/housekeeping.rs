@@ -8,8 +8,9 @@ use crate::audit;
 use crate::auth::throttle;
 use crate::config::{DatabaseUrl, Settings};
 use crate::db::{self, AnyConnection, Pool};
+use crate::factors::queries as factor_queries;
 use crate::sessions::cache::{EventFeed, SessionCache, POLL_EVERY};
-use crate::sessions::{events, fence, store};
+use crate::sessions::{current, events, fence, store};
 
 /// How often expired rows are swept (also once at start).
 const SWEEP_EVERY: Duration = Duration::from_secs(300);
@@ -98,7 +99,7 @@ fn run(cache: &Weak<SessionCache>, pool: &Pool, mut feed: EventFeed, retention: 
 }
 
 /// Deletes what has expired: sessions, old login failures, old session events,
-/// audit events past their retention. Several instances may do it at once:
+/// used passkey challenges, audit events past their retention. Several instances may do it at once:
 /// deleting what is gone is harmless.
 fn sweep(pool: &Pool, retention: &Retention) {
     let run = |conn: &mut AnyConnection| -> anyhow::Result<(usize, usize, usize)> {
@@ -110,6 +111,10 @@ fn sweep(pool: &Pool, retention: &Retention) {
         let before = db::clock(conn)? - kept;
         events::sweep(conn, before)?;
         fence::sweep(conn)?;
+        // A used challenge matters while its ceremony could still be
+        // answered; kept twice that long, for clocks a little apart.
+        let ceremony = chrono::Duration::seconds(2 * current::CEREMONY_LIFETIME_SECS);
+        factor_queries::sweep_challenges(conn, now - ceremony)?;
         let audit_kept = chrono::Duration::from_std(retention.audit)?;
         let audited = audit::sweep(conn, now - audit_kept, SWEEP_BATCH)?;
         Ok((sessions, failures, audited))

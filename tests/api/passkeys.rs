@@ -337,6 +337,34 @@ both_backends! {
         assert_json(response, StatusCode::UNAUTHORIZED, json!({"message": "Invalid code."})).await;
     }
 
+    async fn used_challenges_are_swept_once_their_ceremony_is_over(backend: Backend) {
+        use diesel::connection::SimpleConnection as _;
+        let db = TestDb::new(backend);
+        assert!(db.cli(&["migrate"], "").status.success());
+        db.connect()
+            .batch_execute(
+                "INSERT INTO used_challenges (challenge_hash, used_at) VALUES \
+                 ('old', '2000-01-01 00:00:00'), ('recent', '2999-01-01 00:00:00')",
+            )
+            .unwrap();
+        let app = spawn_app_on(db, |_| {}).await;
+        let left = |hash: &'static str| {
+            use diesel::prelude::*;
+            use latchkey::db::schema::used_challenges;
+            used_challenges::table
+                .filter(used_challenges::challenge_hash.eq(hash))
+                .count()
+                .get_result::<i64>(&mut app.db.connect())
+                .unwrap()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while left("old") > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(left("old"), 0, "swept at start");
+        assert_eq!(left("recent"), 1);
+    }
+
     async fn anonymous_passkey_challenges_are_limited_per_client(backend: Backend) {
         let app = spawn_app(backend).await;
         // Each challenge is a session row for a client that proved nothing: 30 a minute.
