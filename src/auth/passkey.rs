@@ -23,7 +23,7 @@ use crate::factors::passkeys::{self, RelyingParty};
 use crate::factors::queries as factor_queries;
 use crate::sessions::current::{self, CeremonyKind};
 use crate::state::AppState;
-use crate::users::queries;
+use crate::users::{queries, UserId};
 use crate::web::redirect::safe_next_for;
 use crate::web::{self as edge, Body, BodyKind, Client, WebContext};
 
@@ -122,9 +122,38 @@ pub async fn finish(
         return refuse(EXPIRED);
     };
     let client = Client::of(&req);
-    let Some((user_id, key)) = rp.identify(&sent) else {
-        state.metrics.login("bad_passkey");
+    let Some(user_id) = check(&state, rp, &sent, ceremony, &client).await? else {
         return refuse(NOT_RECOGNISED);
+    };
+    current::begin(&req, user_id, &client, ticked(remember.as_ref()))?;
+    current::mark_second_factor(&req)?;
+    let device = WebContext::of(&req)?.devices.issue(user_id);
+    let mut response = if form {
+        edge::see_other(if next.is_empty() { "/protected" } else { &next })
+    } else {
+        HttpResponse::Ok().json(json!({
+            "message": "Login successful!",
+            "user_id": user_id,
+        }))
+    };
+    response.add_cookie(&device).map_err(AppError::internal)?;
+    Ok(response)
+}
+
+/// Checks a sign-in without a password: the user it proves, or `None`.
+/// Audited when the credential is one of ours (success, or why not), counted
+/// either way; the credential's use (counter, last used) and the login are
+/// recorded with the challenge claimed, in one transaction.
+async fn check(
+    state: &AppState,
+    rp: &RelyingParty,
+    sent: &PublicKeyCredential,
+    ceremony: DiscoverableAuthentication,
+    client: &Client,
+) -> Result<Option<UserId>, AppError> {
+    let Some((user_id, key)) = rp.identify(sent) else {
+        state.metrics.login("bad_passkey");
+        return Ok(None);
     };
     let found = state
         .db(move |conn| {
@@ -139,21 +168,21 @@ pub async fn finish(
         .await?;
     let Some((row, user)) = found else {
         state.metrics.login("bad_passkey");
-        return refuse(NOT_RECOGNISED);
+        return Ok(None);
     };
     let checked = passkeys::load(&row.secret)
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("passkey {} does not load", row.id)))
-        .map(|stored| rp.finish_discoverable(&sent, ceremony, &stored))?;
+        .map(|stored| rp.finish_discoverable(sent, ceremony, &stored))?;
     let failure = match &checked {
         Err(_) => Some("bad_passkey"),
         Ok(_) if !user.is_active => Some("disabled"),
         Ok(_) => None,
     };
-    let entry = |event| Entry::new(event).of(&user).client(&client);
+    let entry = |event| Entry::new(event).of(&user).client(client);
     let (success, failed) = (entry(Event::LoginSuccess), entry(Event::LoginFailure));
     let updated = checked.ok().filter(|_| failure.is_none());
     let factor_id = row.id;
-    let challenge = passkeys::challenge_hash(&sent);
+    let challenge = passkeys::challenge_hash(sent);
     let failure = state
         .db(move |conn| {
             use diesel::Connection as _;
@@ -187,22 +216,7 @@ pub async fn finish(
         })
         .await?;
     state.metrics.login(failure.unwrap_or("success"));
-    if failure.is_some() {
-        return refuse(NOT_RECOGNISED);
-    }
-    current::begin(&req, user_id, &client, ticked(remember.as_ref()))?;
-    current::mark_second_factor(&req)?;
-    let device = WebContext::of(&req)?.devices.issue(user_id);
-    let mut response = if form {
-        edge::see_other(if next.is_empty() { "/protected" } else { &next })
-    } else {
-        HttpResponse::Ok().json(json!({
-            "message": "Login successful!",
-            "user_id": user_id,
-        }))
-    };
-    response.add_cookie(&device).map_err(AppError::internal)?;
-    Ok(response)
+    Ok(failure.is_none().then_some(user_id))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
