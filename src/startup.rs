@@ -305,7 +305,7 @@ fn app(
         .service(
             web::scope("")
                 .configure(bench_ceiling)
-                .configure(auth::routes::routes)
+                .configure(auth::routes)
                 .configure(account::routes)
                 .configure(forward::routes)
                 .default_service(web::to(crate::web::not_found))

@@ -344,28 +344,26 @@ fn is_form(ctx: &guard::GuardContext<'_>) -> bool {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(super::second_factor::routes)
-        .configure(super::passkey::routes)
-        .service(
-            web::resource("/login")
-                .route(web::get().to(login_page))
-                .route(web::post().guard(guard::fn_guard(is_form)).to(login_form))
-                .route(web::post().to(login_json))
-                .default_service(web::to(edge::method_not_allowed)),
-        )
-        .service(
-            web::resource("/logout")
-                .route(web::post().to(logout))
-                .default_service(web::to(edge::method_not_allowed)),
-        )
-        .service(
-            web::resource("/protected")
-                .route(web::get().to(protected))
-                .default_service(web::to(edge::method_not_allowed)),
-        )
-        .service(
-            web::resource("/")
-                .route(web::get().to(index))
-                .default_service(web::to(edge::method_not_allowed)),
-        );
+    cfg.service(
+        web::resource("/login")
+            .route(web::get().to(login_page))
+            .route(web::post().guard(guard::fn_guard(is_form)).to(login_form))
+            .route(web::post().to(login_json))
+            .default_service(web::to(edge::method_not_allowed)),
+    )
+    .service(
+        web::resource("/logout")
+            .route(web::post().to(logout))
+            .default_service(web::to(edge::method_not_allowed)),
+    )
+    .service(
+        web::resource("/protected")
+            .route(web::get().to(protected))
+            .default_service(web::to(edge::method_not_allowed)),
+    )
+    .service(
+        web::resource("/")
+            .route(web::get().to(index))
+            .default_service(web::to(edge::method_not_allowed)),
+    );
 }
