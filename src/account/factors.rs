@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ops::{self, FactorRemoval};
-use super::page::{account_page, acted, done, FormError, Shown};
+use super::page::{account_page, acted, done, enrolment_failed, FormError, Shown};
 use crate::audit::{Entry, Event};
 use crate::auth::{CurrentUser, SessionUser};
 use crate::error::AppError;
@@ -147,6 +147,7 @@ async fn refuse_enrolment(
     message: &'static str,
     secret: Option<String>,
 ) -> Result<HttpResponse, AppError> {
+    enrolment_failed(req, state, current.user.id, format!("totp: {message}")).await?;
     if kind != BodyKind::Form {
         return Err(AppError::BadRequest(message.to_owned()));
     }

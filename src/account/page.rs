@@ -247,6 +247,24 @@ pub async fn account_page(
     )
 }
 
+/// An enrolment refused (`what`: which kind, and why): audited and counted.
+pub async fn enrolment_failed(
+    req: &HttpRequest,
+    state: &AppState,
+    user_id: UserId,
+    what: String,
+) -> Result<(), AppError> {
+    let entry = Entry::new(Event::FactorEnrolmentFailed)
+        .user(user_id)
+        .client(&Client::of(req))
+        .detail(what);
+    state
+        .db(move |conn| Ok(crate::audit::record(conn, &entry)?))
+        .await?;
+    state.metrics.event(Event::FactorEnrolmentFailed);
+    Ok(())
+}
+
 /// After an account action: count it, and forget the user's cached sessions
 /// here at once (other instances hear of it through the session events).
 pub fn acted(state: &AppState, user_id: UserId, event: Event) {

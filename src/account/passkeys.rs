@@ -13,7 +13,7 @@ use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
 use super::factors::factor_name;
 use super::ops::{self, PasskeyEnrolment};
-use super::page::{account_page, acted, FormError, Shown};
+use super::page::{account_page, acted, enrolment_failed, FormError, Shown};
 use crate::audit::{Entry, Event};
 use crate::auth::passkey::{credential, options, relying_party};
 use crate::auth::SessionUser;
@@ -153,6 +153,7 @@ async fn refuse(
     status: StatusCode,
     message: &'static str,
 ) -> Result<HttpResponse, AppError> {
+    enrolment_failed(req, state, current.user.id, format!("passkey: {message}")).await?;
     if kind != BodyKind::Form {
         return Err(match status {
             StatusCode::CONFLICT => AppError::Conflict(message.to_owned()),

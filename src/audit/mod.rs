@@ -45,6 +45,9 @@ pub enum Event {
     /// A pending login ended after too many wrong codes.
     SecondFactorLockout,
     FactorEnrolled,
+    /// An enrolment refused: a wrong code, an authenticator's answer that did
+    /// not verify, a credential registered already, an expired challenge.
+    FactorEnrolmentFailed,
     FactorRemoved,
     /// Every factor of a user removed by an admin.
     FactorsReset,
@@ -81,6 +84,7 @@ impl Event {
             Self::SecondFactorFailed => "second_factor_failed",
             Self::SecondFactorLockout => "second_factor_lockout",
             Self::FactorEnrolled => "factor_enrolled",
+            Self::FactorEnrolmentFailed => "factor_enrolment_failed",
             Self::FactorRemoved => "factor_removed",
             Self::FactorsReset => "factors_reset",
             Self::RecoveryCodesGenerated => "recovery_codes_generated",

@@ -140,6 +140,20 @@ pub async fn finish(
     Ok(response)
 }
 
+/// A sign-in with a credential that is not one of ours (or names another
+/// user): audited without a user, counted. Bounded like the challenges: each
+/// try answers one.
+async fn unknown(state: &AppState, client: &Client) -> Result<Option<UserId>, AppError> {
+    let entry = Entry::new(Event::LoginFailure)
+        .client(client)
+        .detail("passkey: not a registered credential");
+    state
+        .db(move |conn| Ok(audit::record(conn, &entry)?))
+        .await?;
+    state.metrics.login("bad_passkey");
+    Ok(None)
+}
+
 /// Checks a sign-in without a password: the user it proves, or `None`.
 /// Audited when the credential is one of ours (success, or why not), counted
 /// either way; the credential's use (counter, last used) and the login are
@@ -152,8 +166,7 @@ async fn check(
     client: &Client,
 ) -> Result<Option<UserId>, AppError> {
     let Some((user_id, key)) = rp.identify(sent) else {
-        state.metrics.login("bad_passkey");
-        return Ok(None);
+        return unknown(state, client).await;
     };
     let found = state
         .db(move |conn| {
@@ -167,8 +180,7 @@ async fn check(
         })
         .await?;
     let Some((row, user)) = found else {
-        state.metrics.login("bad_passkey");
-        return Ok(None);
+        return unknown(state, client).await;
     };
     let checked = passkeys::load(&row.secret)
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("passkey {} does not load", row.id)))

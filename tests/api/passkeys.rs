@@ -169,6 +169,8 @@ both_backends! {
         let request = options(&app, "/login/passkey/options").await;
         let forged = stranger.assert_with(1, &request);
         assert_json(app.post_json("/login/passkey", &json!({"credential": forged})).await, StatusCode::UNAUTHORIZED, refused.clone()).await;
+        let audit = stdout(&app.cli(&["audit"], ""));
+        assert!(audit.contains("passkey: not a registered credential"), "{audit}");
 
         // A registered credential naming another (real) user in its handle.
         let other = add_user(&app.db, "other_user", "other password 1", 4);
@@ -222,6 +224,9 @@ both_backends! {
             StatusCode::CONFLICT,
             json!({"message": "This passkey is registered already."}),
         ).await;
+        let audit = stdout(&app.cli(&["audit", "--user", TEST_USER], ""));
+        assert!(audit.contains("factor_enrolment_failed"), "{audit}");
+        assert!(audit.contains("passkey: This passkey is registered already."), "{audit}");
 
         add_user(&app.db, "other_user", "other password 1", 4);
         let other = TestClient::new(&app);
