@@ -16,7 +16,7 @@ use crate::audit::Sampler;
 use crate::config::{SecretKey, Settings};
 use crate::db::DbError;
 use crate::factors::passkeys::RelyingParty;
-use crate::factors::Sealer;
+use crate::factors::{self, Sealer};
 use crate::metrics::Metrics;
 use crate::sessions::cache::SessionCache;
 use crate::sessions::remember::{self, RememberCookie};
@@ -192,6 +192,18 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<(Part
     })
     .await
     .context("cannot fold the names of seeded users")?;
+    let sealer = Arc::new(Sealer::new(&secret, settings.secret_key_previous.as_ref()));
+    if settings.secret_key_previous.is_some() {
+        let resealer = sealer.clone();
+        let resealed = db::run(&pool, move |conn| {
+            factors::reseal_all(conn, &resealer).map_err(DbError::from)
+        })
+        .await
+        .context("cannot reseal TOTP secrets under the new key")?;
+        if resealed > 0 {
+            tracing::info!(resealed, "TOTP secrets resealed under the new secret key");
+        }
+    }
 
     let (cost, workers, queue) = (
         settings.bcrypt_cost,
@@ -221,7 +233,6 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<(Part
         remember_lifetime: settings.remember_me_lifetime,
         max_per_user: settings.max_sessions_per_user,
     };
-    let sealer = Arc::new(Sealer::new(&secret, settings.secret_key_previous.as_ref()));
     let passkeys = settings
         .public_url
         .as_ref()

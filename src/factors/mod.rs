@@ -389,6 +389,23 @@ pub fn verify(
     }
 }
 
+/// Reseals under the current key every TOTP secret still sealed under the
+/// previous one (at start, after a rotation): a user who does not sign in
+/// before the previous key is dropped keeps a working factor. Returns how
+/// many. Several instances doing it at once is harmless: each result opens.
+pub fn reseal_all(
+    conn: &mut crate::db::AnyConnection,
+    sealer: &Sealer,
+) -> diesel::QueryResult<usize> {
+    let mut resealed = 0;
+    for row in queries::all_totp_secrets(conn)? {
+        if let Some((secret, true)) = sealer.open(&row.secret) {
+            resealed += queries::reseal(conn, row.id, &sealer.seal(&secret))?;
+        }
+    }
+    Ok(resealed)
+}
+
 /// The kinds of second factor a user can finish a login with (empty: none).
 pub fn kinds(
     conn: &mut crate::db::AnyConnection,

@@ -218,6 +218,14 @@ pub fn claim_step(
     Ok(updated == 1)
 }
 
+/// Every TOTP factor's sealed secret, for resealing after a key rotation.
+pub fn all_totp_secrets(conn: &mut AnyConnection) -> QueryResult<Vec<SealedTotp>> {
+    second_factors::table
+        .filter(second_factors::kind.eq(Kind::Totp.as_str()))
+        .select(SealedTotp::as_select())
+        .load(conn)
+}
+
 /// Stores a secret sealed anew (after a key rotation).
 pub fn reseal(conn: &mut AnyConnection, id: i32, sealed: &str) -> QueryResult<usize> {
     diesel::update(second_factors::table.find(id))

@@ -111,6 +111,35 @@ fn audited(app: &TestApp, user: &str, event: &str) -> usize {
 }
 
 both_backends! {
+    async fn totp_secrets_are_resealed_at_start_after_a_key_rotation(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let (secret, _) = enrol(&app).await;
+        let old = app.settings.secret_key.clone().unwrap();
+        let new = latchkey::config::SecretKey::generate();
+        // Started with the new key and the old one as previous: it reseals.
+        app.start_peer_with(|s| {
+            s.secret_key = Some(new.clone());
+            s.secret_key_previous = Some(old.clone());
+        })
+        .await;
+        // The old key dropped, by a user who had not signed in meanwhile.
+        let after = app.start_peer_with(|s| {
+            s.secret_key = Some(new.clone());
+            s.secret_key_previous = None;
+        })
+        .await;
+        let client = new_client();
+        let pending = post_login(&client, &after.address, TEST_USER, TEST_PASSWORD).await;
+        assert_eq!(pending.status(), StatusCode::UNAUTHORIZED);
+        let done = client
+            .post(format!("{}/login/second-factor", after.address))
+            .json(&json!({"code": code_at(&secret, 1)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.status(), StatusCode::OK);
+    }
+
     async fn a_totp_factor_is_enrolled_and_then_asked_for_at_login(backend: Backend) {
         let app = spawn_app(backend).await;
         let (secret, _) = enrol(&app).await;
