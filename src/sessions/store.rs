@@ -64,6 +64,11 @@ pub struct SessionPolicy {
     pub max_per_user: u32,
 }
 
+/// How long a session no one is signed in to is kept: twice what its
+/// contents last (a pending login, a passkey challenge: 5 minutes each), so
+/// a flood of them does not pile up for the idle timeout.
+const ANONYMOUS_LIFETIME_SECS: i64 = 600;
+
 impl SessionPolicy {
     /// The idle window and the absolute limit of a new session, in seconds.
     fn limits(&self, remembered: bool) -> (i64, i64) {
@@ -252,7 +257,13 @@ impl SessionStore for DbSessionStore {
         session_state.insert(PUBLIC_ID_KEY.to_owned(), encoded_id);
         let state = serde_json::to_string(&session_state)
             .map_err(|e| SaveError::Serialization(e.into()))?;
-        let (ttl_seconds, lifetime_seconds) = self.policy.limits(is_remembered(&session_state));
+        let (ttl_seconds, lifetime_seconds) = if state_user_id(&session_state).is_none() {
+            // No one is signed in to it: a login waiting for its second
+            // factor, or a passkey challenge; both are over in 5 minutes.
+            (ANONYMOUS_LIFETIME_SECS, ANONYMOUS_LIFETIME_SECS)
+        } else {
+            self.policy.limits(is_remembered(&session_state))
+        };
         let key = generate_session_key();
         let key_hash = hash_key(key.as_ref());
         let max_per_user = i64::from(self.policy.max_per_user);

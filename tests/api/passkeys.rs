@@ -382,6 +382,15 @@ both_backends! {
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(refused.headers().contains_key("retry-after"));
         assert_eq!(app.session_rows(), 30);
+        // Rows no one is signed in to are kept 10 minutes, not the idle timeout.
+        use diesel::prelude::*;
+        use latchkey::db::schema::sessions;
+        let latest = sessions::table
+            .select(diesel::dsl::max(sessions::absolute_expires_at))
+            .first::<Option<chrono::NaiveDateTime>>(&mut app.db.connect())
+            .unwrap()
+            .unwrap();
+        assert!(latest <= chrono::Utc::now().naive_utc() + chrono::Duration::seconds(601), "{latest}");
     }
 
     async fn passkeys_are_off_on_an_ip_address(backend: Backend) {
