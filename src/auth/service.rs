@@ -209,7 +209,29 @@ async fn judge_code(
     completes_login: bool,
     pending: Option<PendingTries>,
 ) -> Result<PendingCode, AppError> {
-    let (_, attempt, reservation) = reserve(state, username, asker, Purpose::SecondFactor).await?;
+    let (attempt, reservation) = match &proof {
+        // Nothing can be guessed through a passkey: its tries are not
+        // throttled (a lockout reached by guessing passwords must not keep
+        // the owner's authenticator out), nor counted as the password's
+        // failures. A pending login's wrong answers still count (below).
+        Proof::Passkey(_) => (
+            Attempt {
+                username: fold(username),
+                client: asker
+                    .client
+                    .throttle_key()
+                    .unwrap_or_else(|| "unknown".to_owned()),
+                device: None,
+                per_account: true,
+            },
+            None,
+        ),
+        Proof::Code(_) => {
+            let (_, attempt, reservation) =
+                reserve(state, username, asker, Purpose::SecondFactor).await?;
+            (attempt, Some(reservation))
+        }
+    };
     let sealer = state.sealer.clone();
     let passkeys = state.passkeys.clone();
     let entry = |event| {
@@ -286,9 +308,11 @@ async fn judge_code(
         }
         // No code was checked: the try is not a failure.
         PendingCode::Over => {
-            let _ = state
-                .db(move |conn| Ok(throttle::release(conn, reservation)?))
-                .await;
+            if let Some(reservation) = reservation {
+                let _ = state
+                    .db(move |conn| Ok(throttle::release(conn, reservation)?))
+                    .await;
+            }
         }
     }
     Ok(verdict)

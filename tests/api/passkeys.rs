@@ -260,10 +260,24 @@ both_backends! {
     async fn a_passkey_sign_in_is_not_locked_out_by_password_guessing(backend: Backend) {
         let app = spawn_app_with(backend, |s| s.login_max_failures = 3).await;
         let mut authenticator = enrol(&app).await;
+        // A login waiting for its passkey when the guessing starts.
+        assert_eq!(app.login(TEST_USER, TEST_PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+        let request = options(&app, "/login/second-factor/options").await;
         let guesser = new_client();
         for _ in 0..4 {
             post_login(&guesser, &app.address, TEST_USER, "a wrong password").await;
         }
+        // The passkey still finishes the waiting login...
+        let credential = authenticator.assert(&request);
+        let done = app.post_json("/login/second-factor", &json!({"credential": credential})).await;
+        assert_json(done, StatusCode::OK, login_success(&app)).await;
+        app.logout().await;
+        // (Its success forgave this address's failures: every test client
+        // is 127.0.0.1.) Guessing again locks passwords out...
+        for _ in 0..4 {
+            post_login(&guesser, &app.address, TEST_USER, "a wrong password").await;
+        }
+        // ...while a passkey alone signs in.
         let locked = app.login(TEST_USER, TEST_PASSWORD).await;
         assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_json(passkey_login(&app, &mut authenticator).await, StatusCode::OK, login_success(&app)).await;
