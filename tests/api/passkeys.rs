@@ -257,6 +257,21 @@ both_backends! {
         app.login_test_user().await;
     }
 
+    async fn an_admin_lists_and_resets_passkeys(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let mut authenticator = enrol(&app).await;
+        let listed = app.cli(&["user", "factors", TEST_USER], "");
+        assert!(listed.status.success());
+        let listed = stdout(&listed);
+        assert!(listed.contains("passkey") && listed.contains("Laptop"), "{listed}");
+        assert_eq!(passkey_login(&app, &mut authenticator).await.status(), StatusCode::OK);
+        // A lost device: the admin removes every factor and ends the sessions.
+        assert!(app.cli(&["user", "reset-factors", TEST_USER], "").status.success());
+        assert_eq!(app.get("/protected").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(passkey_login(&app, &mut authenticator).await.status(), StatusCode::UNAUTHORIZED);
+        app.login_test_user().await;
+    }
+
     async fn a_passkey_sign_in_is_not_locked_out_by_password_guessing(backend: Backend) {
         let app = spawn_app_with(backend, |s| s.login_max_failures = 3).await;
         let mut authenticator = enrol(&app).await;
