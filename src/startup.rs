@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::sessions::cache::SessionCache;
 use crate::sessions::remember::{self, RememberCookie};
 use crate::sessions::store::{self, SessionPolicy};
-use crate::sessions::DbSessionStore;
+use crate::sessions::{self, DbSessionStore};
 use crate::shell::housekeeping::{self, Housekeeping, Retention};
 use crate::shell::rotation::{self, Rotation};
 use crate::shell::{self, edge::edge};
@@ -233,10 +233,12 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<(Part
         remember_lifetime: settings.remember_me_lifetime,
         max_per_user: settings.max_sessions_per_user,
     };
+    let ceremony =
+        std::time::Duration::from_secs(sessions::current::CEREMONY_LIFETIME_SECS.unsigned_abs());
     let passkeys = settings
         .public_url
         .as_ref()
-        .and_then(RelyingParty::new)
+        .and_then(|url| RelyingParty::new(url, ceremony))
         .map(Arc::new);
     if passkeys.is_none() {
         tracing::warn!(

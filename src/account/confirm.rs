@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::page::done;
-use crate::auth::second_factor;
+use crate::auth::passkey;
 use crate::auth::service::{self, Asker, Purpose};
 use crate::auth::SessionUser;
 use crate::error::AppError;
@@ -29,8 +29,10 @@ struct ConfirmPage<'a> {
     csrf_token: &'a str,
     next: &'a str,
     error: Option<&'a str>,
+    /// A passkey refused, shown beside its button.
+    passkey_error: Option<&'a str>,
     /// Offer the user's passkey.
-    passkey: bool,
+    has_passkey: bool,
 }
 
 #[derive(Deserialize)]
@@ -54,11 +56,20 @@ async fn page(
     current: &SessionUser,
     status: StatusCode,
     next: &str,
-    error: Option<&str>,
+    refused: Option<Refused>,
 ) -> Result<HttpResponse, AppError> {
+    let (error, passkey_error) = match refused {
+        Some(Refused {
+            message,
+            by_passkey: true,
+            ..
+        }) => (None, Some(message)),
+        Some(Refused { message, .. }) => (Some(message), None),
+        None => (None, None),
+    };
     let state = AppState::of(req)?;
     let user_id = current.user.id;
-    let passkey = state.passkeys.is_some()
+    let has_passkey = state.passkeys.is_some()
         && state
             .db(move |conn| Ok(factors::kinds(conn, user_id)?.contains(&Kind::Passkey)))
             .await?;
@@ -71,7 +82,8 @@ async fn page(
             csrf_token: &context.csrf_token,
             next: safe_next(next).unwrap_or(""),
             error,
-            passkey,
+            passkey_error,
+            has_passkey,
         },
     )
 }
@@ -104,39 +116,60 @@ pub async fn confirm(
     let next = body.value.next.clone();
     match check(&req, &state, &current, body.value).await? {
         Ok(()) => confirmed(&req, &state, kind, &next),
-        Err((status, message)) if kind == BodyKind::Form => {
-            page(&req, &current, status, &next, Some(message)).await
+        Err(refused) if kind == BodyKind::Form => {
+            page(&req, &current, refused.status, &next, Some(refused)).await
         }
-        Err((StatusCode::BAD_REQUEST, message)) => Err(AppError::BadRequest(message.to_owned())),
-        Err((_, message)) => Err(AppError::Unauthorized(message)),
+        Err(refused) if refused.status == StatusCode::BAD_REQUEST => {
+            Err(AppError::BadRequest(refused.message.to_owned()))
+        }
+        Err(refused) => Err(AppError::Unauthorized(refused.message)),
     }
 }
 
-/// Whether the user proved who they are; if not, the status and why.
+/// A confirmation refused: `400` (no try at all) or `401`, why, and whether
+/// it was about a passkey (the page shows it beside that button).
+#[derive(Debug, Clone, Copy)]
+struct Refused {
+    status: StatusCode,
+    message: &'static str,
+    by_passkey: bool,
+}
+
+impl Refused {
+    fn new(status: StatusCode, message: &'static str) -> Self {
+        Self {
+            status,
+            message,
+            by_passkey: false,
+        }
+    }
+}
+
+/// Whether the user proved who they are; if not, why.
 async fn check(
     req: &HttpRequest,
     state: &AppState,
     current: &SessionUser,
     sent: Confirm,
-) -> Result<Result<(), (StatusCode, &'static str)>, AppError> {
+) -> Result<Result<(), Refused>, AppError> {
     let asker = Asker::of(req)?;
     let username = &current.user.username;
     let user_id = current.user.id;
     if sent.credential.is_some() {
-        let proof = match second_factor::passkey_proof_under(
-            req,
-            state,
-            CeremonyKind::Confirm,
-            sent.credential,
-        ) {
-            Ok(proof) => proof,
-            Err(message) => return Ok(Err((StatusCode::BAD_REQUEST, message))),
+        let by_passkey = |status, message| Refused {
+            status,
+            message,
+            by_passkey: true,
         };
-        let accepted =
-            service::check_factor(state, user_id, username, proof, &asker, false).await?;
-        return Ok(accepted
-            .then_some(())
-            .ok_or((StatusCode::UNAUTHORIZED, "That passkey was not accepted.")));
+        let proof = match passkey::proof(req, state, CeremonyKind::Confirm, sent.credential)? {
+            Ok(proof) => proof,
+            Err(why) => return Ok(Err(by_passkey(StatusCode::BAD_REQUEST, why))),
+        };
+        let accepted = service::check_factor(state, user_id, username, proof, &asker).await?;
+        return Ok(accepted.then_some(()).ok_or(by_passkey(
+            StatusCode::UNAUTHORIZED,
+            passkey::NOT_RECOGNISED,
+        )));
     }
     let has_factor = state
         .db(move |conn| Ok(factors::queries::count(conn, user_id)? > 0))
@@ -146,23 +179,26 @@ async fn check(
         (false, _) => None,
         (true, Some(code)) => Some(code),
         (true, None) => {
-            const NEEDED: &str =
-                "Enter the code your authenticator app shows, or a recovery code, with your password.";
-            return Ok(Err((StatusCode::BAD_REQUEST, NEEDED)));
+            const NEEDED: &str = "Enter a code from your authenticator app, or a recovery code, \
+                                  with your password (or confirm with your passkey).";
+            return Ok(Err(Refused::new(StatusCode::BAD_REQUEST, NEEDED)));
         }
     };
     let matched =
         service::check_password(state, username, sent.password, &asker, Purpose::Confirm).await?;
     if matched.is_none() {
-        return Ok(Err((
+        return Ok(Err(Refused::new(
             StatusCode::UNAUTHORIZED,
             "That password is not right.",
         )));
     }
     if let Some(code) = code {
         let proof = Proof::Code(code);
-        if !service::check_factor(state, user_id, username, proof, &asker, false).await? {
-            return Ok(Err((StatusCode::UNAUTHORIZED, "That code is not right.")));
+        if !service::check_factor(state, user_id, username, proof, &asker).await? {
+            return Ok(Err(Refused::new(
+                StatusCode::UNAUTHORIZED,
+                "That code is not right.",
+            )));
         }
     }
     Ok(Ok(()))
@@ -192,7 +228,7 @@ pub async fn options(
     current: SessionUser,
     _body: Body<serde::de::IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
-    second_factor::passkey_challenge(&req, &state, current.user.id, CeremonyKind::Confirm).await
+    passkey::challenge(&req, &state, current.user.id, CeremonyKind::Confirm).await
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -128,14 +128,26 @@ pub async fn confirm(
         .db(move |conn| Ok(ops::enrol_totp(conn, user_id, &name, &sealed, step, entry)?))
         .await?;
     req.get_session().remove(ENROLMENT_KEY);
-    // The user's first factor, shown by this session (it completes a required
-    // enrolment). A factor added to others proves nothing about this
-    // session's login, which keeps what it had.
+    enrolled(&req, &state, &current, kind, codes, "Second factor added.").await
+}
+
+/// The answer to an enrolment: on the user's first factor (`codes`: the
+/// recovery codes, shown this once) the session is marked as having shown a
+/// second factor, which completes a required enrolment; a factor added to
+/// others proves nothing about this session's login, which keeps what it had.
+pub(super) async fn enrolled(
+    req: &HttpRequest,
+    state: &AppState,
+    current: &CurrentUser,
+    kind: BodyKind,
+    codes: Option<Vec<String>>,
+    message: &str,
+) -> Result<HttpResponse, AppError> {
     if codes.is_some() {
-        current::mark_second_factor(&req)?;
+        current::mark_second_factor(req)?;
     }
-    acted(&state, user_id, Event::FactorEnrolled);
-    recovery_codes_answer(&req, &state, &current, kind, codes, "Second factor added.").await
+    acted(state, current.user.id, Event::FactorEnrolled);
+    recovery_codes_answer(req, state, current, kind, codes, message).await
 }
 
 /// A confirmation refused: `400`, or the page again with the enrolment under way.
@@ -195,7 +207,7 @@ pub async fn regenerate(
         .await?;
     if codes.is_none() {
         return Err(AppError::BadRequest(
-            "Set up an authenticator app first: recovery codes back up a second factor.".to_owned(),
+            "Add a second factor first: recovery codes back it up.".to_owned(),
         ));
     }
     state.metrics.event(Event::RecoveryCodesGenerated);

@@ -8,14 +8,15 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
-use super::factors::factor_name;
+use super::factors::{enrolled, factor_name};
 use super::ops::{self, PasskeyEnrolment};
-use super::page::{account_page, acted, enrolment_failed, FormError, Shown};
+use super::page::{account_page, enrolment_failed, FormError, Shown};
 use crate::audit::{Entry, Event};
-use crate::auth::passkey::{credential, options, relying_party};
+use crate::auth::passkey::{
+    options_response, parse_credential, relying_party, BAD_CREDENTIAL, EXPIRED,
+};
 use crate::auth::SessionUser;
 use crate::error::AppError;
 use crate::factors::passkeys;
@@ -50,7 +51,7 @@ pub async fn start(
         .start_registration(user_id, &current.user.username, existing)
         .map_err(AppError::internal)?;
     current::keep_ceremony(&req, CeremonyKind::Registration, ceremony)?;
-    Ok(options(&challenge))
+    Ok(options_response(&challenge))
 }
 
 #[derive(Deserialize)]
@@ -77,21 +78,13 @@ pub async fn register(
         Ok(name) => name,
         Err(message) => return refuse(StatusCode::BAD_REQUEST, message).await,
     };
-    let Ok(sent) = credential::<RegisterPublicKeyCredential>(body.value.credential) else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "\"credential\" must be a WebAuthn PublicKeyCredential.",
-        )
-        .await;
+    let Ok(sent) = parse_credential::<RegisterPublicKeyCredential>(body.value.credential) else {
+        return refuse(StatusCode::BAD_REQUEST, BAD_CREDENTIAL).await;
     };
     let Some(ceremony) =
         current::take_ceremony::<PasskeyRegistration>(&req, CeremonyKind::Registration)
     else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "The passkey request has expired or was used: start again.",
-        )
-        .await;
+        return refuse(StatusCode::BAD_REQUEST, EXPIRED).await;
     };
     // Registered already (webauthn-rs refuses the user's own as excluded;
     // another account's would be a unique violation): one clear answer.
@@ -113,35 +106,18 @@ pub async fn register(
     let key = passkeys::credential_key(passkey.cred_id());
     let user_id = current.user.id;
     let entry = Entry::new(Event::FactorEnrolled).client(&Client::of(&req));
-    let enrolled = state
+    let enrolment = state
         .db(move |conn| {
             Ok(ops::enrol_passkey(
                 conn, user_id, &name, &stored, &key, entry,
             )?)
         })
         .await?;
-    let codes = match enrolled {
+    let codes = match enrolment {
         PasskeyEnrolment::Taken => return refuse(StatusCode::CONFLICT, TAKEN).await,
         PasskeyEnrolment::Enrolled(codes) => codes,
     };
-    // The user's first factor, shown by this session (it completes a required
-    // enrolment). A factor added to others proves nothing about this
-    // session's login, which keeps what it had.
-    if codes.is_some() {
-        current::mark_second_factor(&req)?;
-    }
-    acted(&state, user_id, Event::FactorEnrolled);
-    if kind == BodyKind::Form {
-        let shown = Shown {
-            recovery_codes: codes.as_deref(),
-            ..Shown::default()
-        };
-        return account_page(&req, &state, &current, StatusCode::OK, shown).await;
-    }
-    Ok(HttpResponse::Ok().json(match codes {
-        Some(codes) => json!({ "recovery_codes": codes }),
-        None => json!({ "message": "Passkey added." }),
-    }))
+    enrolled(&req, &state, &current, kind, codes, "Passkey added.").await
 }
 
 /// A registration refused: `400`/`409`, or the account page with the error.

@@ -1,13 +1,14 @@
 //! Signing in with a passkey and no password (`/login/passkey`), and what
-//! every passkey route shares: the relying party, ceremony state in the
-//! session, and reading the browser's credential.
+//! every passkey route shares: the relying party, the challenges (kept in the
+//! session, see `current::CeremonyKind`), reading the browser's credential,
+//! and what a client is told.
 //!
 //! A passkey proves two factors (user verification is required), so a
 //! sign-in with one is complete: no password, no second-factor step, and
 //! `LATCHKEY_REQUIRE_SECOND_FACTOR` is satisfied. It is never throttled by
 //! password failures (a lockout aimed at guessing must not keep the owner's
-//! authenticator out); nothing can be guessed through it, and a refused
-//! assertion is audited when it names a stored credential.
+//! authenticator out); nothing can be guessed through it, and every refused
+//! assertion is audited.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -16,19 +17,25 @@ use serde::Deserialize;
 use serde_json::json;
 use webauthn_rs::prelude::{DiscoverableAuthentication, PublicKeyCredential};
 
-use super::routes::login_page_response;
+use super::routes::{login_page_response, LoginError};
 use crate::audit::{self, Entry, Event};
+use crate::db;
 use crate::error::AppError;
 use crate::factors::passkeys::{self, RelyingParty};
 use crate::factors::queries as factor_queries;
+use crate::factors::{self, PasskeyProof, Proof};
 use crate::sessions::current::{self, CeremonyKind};
 use crate::state::AppState;
 use crate::users::{queries, UserId};
 use crate::web::redirect::safe_next_for;
 use crate::web::{self as edge, Body, BodyKind, Client, WebContext};
 
+/// An assertion that was judged and refused (`401`), on every route.
 pub const NOT_RECOGNISED: &str = "That passkey was not recognised.";
-const EXPIRED: &str = "The passkey request has expired: try again.";
+/// No challenge of this kind open in the session: no try at all (`400`).
+pub const EXPIRED: &str = "The passkey request has expired or was used: ask for new options.";
+/// Not a credential (`400`).
+pub const BAD_CREDENTIAL: &str = "\"credential\" must be a WebAuthn PublicKeyCredential.";
 
 /// The relying party, or `404` when passkeys are off (see [`RelyingParty::new`]).
 pub fn relying_party(state: &AppState) -> Result<&RelyingParty, AppError> {
@@ -36,23 +43,75 @@ pub fn relying_party(state: &AppState) -> Result<&RelyingParty, AppError> {
 }
 
 /// A credential as the browser sent it: a JSON object, or (from a form that
-/// the page's script filled in) a string holding one. `400` when it is neither.
-pub fn credential<T: DeserializeOwned>(value: Option<serde_json::Value>) -> Result<T, AppError> {
+/// the page's script filled in) a string holding one.
+pub fn parse_credential<T: DeserializeOwned>(
+    value: Option<serde_json::Value>,
+) -> Result<T, &'static str> {
     let parsed = match value {
         Some(serde_json::Value::String(text)) => serde_json::from_str(&text).ok(),
         Some(value) => serde_json::from_value(value).ok(),
         None => None,
     };
-    parsed.ok_or_else(|| {
-        AppError::BadRequest("\"credential\" must be a WebAuthn PublicKeyCredential.".to_owned())
-    })
+    parsed.ok_or(BAD_CREDENTIAL)
 }
 
 /// Options for the browser: what webauthn-rs serialises, `{"publicKey": ...}`.
-pub fn options(options: &impl serde::Serialize) -> HttpResponse {
+pub fn options_response(options: &impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(options)
+}
+
+/// A passkey's assertion with the challenge of `kind` it answers, taken out
+/// of the session (answered once). `404` when passkeys are off; otherwise
+/// `Err(why)` when it is no try at all (`400`: not a credential, no challenge).
+pub fn proof(
+    req: &HttpRequest,
+    state: &AppState,
+    kind: CeremonyKind,
+    sent: Option<serde_json::Value>,
+) -> Result<Result<Proof, &'static str>, AppError> {
+    relying_party(state)?;
+    let credential = match parse_credential(sent) {
+        Ok(credential) => credential,
+        Err(why) => return Ok(Err(why)),
+    };
+    let Some(state) = current::take_ceremony(req, kind) else {
+        return Ok(Err(EXPIRED));
+    };
+    Ok(Ok(Proof::Passkey(Box::new(PasskeyProof {
+        credential,
+        state,
+    }))))
+}
+
+/// A challenge for one of `user_id`'s passkeys (a second factor, a
+/// confirmation), kept as `kind`; `404` when passkeys are off, `400` when the
+/// user has none.
+pub async fn challenge(
+    req: &HttpRequest,
+    state: &AppState,
+    user_id: UserId,
+    kind: CeremonyKind,
+) -> Result<HttpResponse, AppError> {
+    let rp = relying_party(state)?;
+    let rows = state
+        .db(move |conn| Ok(factor_queries::passkeys(conn, user_id)?))
+        .await?;
+    let stored: Vec<_> = rows
+        .iter()
+        .filter_map(|row| passkeys::load(&row.secret))
+        .collect();
+    if stored.is_empty() {
+        return Err(AppError::BadRequest(
+            "There is no passkey on this account.".to_owned(),
+        ));
+    }
+    let (challenge, ceremony) = rp
+        .start_authentication(&stored)
+        .map_err(AppError::internal)?;
+    current::keep_ceremony(req, kind, ceremony)?;
+    Ok(options_response(&challenge))
 }
 
 /// `POST /login/passkey/options`: a challenge for any of the site's passkeys.
@@ -66,7 +125,7 @@ pub async fn start(
     state.passkey_challenges.check(&Client::of(&req))?;
     let (challenge, ceremony) = rp.start_discoverable().map_err(AppError::internal)?;
     current::keep_ceremony(&req, CeremonyKind::PasskeyLogin, ceremony)?;
-    Ok(options(&challenge))
+    Ok(options_response(&challenge))
 }
 
 #[derive(Deserialize)]
@@ -83,7 +142,7 @@ pub struct PasskeyLogin {
 fn ticked(value: Option<&serde_json::Value>) -> bool {
     match value {
         Some(serde_json::Value::Bool(b)) => *b,
-        Some(serde_json::Value::String(s)) => matches!(s.as_str(), "on" | "true" | "1"),
+        Some(serde_json::Value::String(s)) => edge::ticked(s),
         _ => false,
     }
 }
@@ -104,29 +163,31 @@ pub async fn finish(
     let next = safe_next_for(&next, &state.settings.allowed_hosts)
         .unwrap_or("")
         .to_owned();
-    let refuse = |message: &'static str| {
+    let refuse = |status: StatusCode, message: &'static str| {
         if form {
-            return login_page_response(&req, StatusCode::UNAUTHORIZED, "", &next, Some(message));
+            let error = LoginError::Passkey(message);
+            return login_page_response(&req, status, "", &next, Some(error));
         }
-        Err(AppError::Unauthorized(message))
+        Err(match status {
+            StatusCode::UNAUTHORIZED => AppError::Unauthorized(message),
+            _ => AppError::BadRequest(message.to_owned()),
+        })
     };
     let rp = relying_party(&state)?;
-    let sent: PublicKeyCredential = match credential(sent) {
+    let sent: PublicKeyCredential = match parse_credential(sent) {
         Ok(sent) => sent,
-        Err(_) if form => return refuse(NOT_RECOGNISED),
-        Err(err) => return Err(err),
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
     };
     let Some(ceremony) =
         current::take_ceremony::<DiscoverableAuthentication>(&req, CeremonyKind::PasskeyLogin)
     else {
-        return refuse(EXPIRED);
+        return refuse(StatusCode::BAD_REQUEST, EXPIRED);
     };
     let client = Client::of(&req);
     let Some(user_id) = check(&state, rp, &sent, ceremony, &client).await? else {
-        return refuse(NOT_RECOGNISED);
+        return refuse(StatusCode::UNAUTHORIZED, NOT_RECOGNISED);
     };
-    current::begin(&req, user_id, &client, ticked(remember.as_ref()))?;
-    current::mark_second_factor(&req)?;
+    current::begin_with_second_factor(&req, user_id, &client, ticked(remember.as_ref()))?;
     let device = WebContext::of(&req)?.devices.issue(user_id);
     let mut response = if form {
         edge::see_other(if next.is_empty() { "/protected" } else { &next })
@@ -194,28 +255,22 @@ async fn check(
     let (success, failed) = (entry(Event::LoginSuccess), entry(Event::LoginFailure));
     let updated = checked.ok().filter(|_| failure.is_none());
     let factor_id = row.id;
-    let challenge = passkeys::challenge_hash(sent);
+    let sent = sent.clone();
     let failure = state
         .db(move |conn| {
             use diesel::Connection as _;
             conn.transaction(|conn| {
-                let now = crate::db::now();
-                let failure = match (&updated, challenge) {
-                    (None, _) => failure,
-                    (Some(updated), Some(challenge))
-                        if factor_queries::claim_challenge(conn, &challenge, now)? =>
-                    {
-                        factor_queries::passkey_used(
-                            conn,
-                            factor_id,
-                            &passkeys::store(updated),
-                            now,
-                        )?;
-                        queries::record_login(conn, user_id)?;
-                        None
+                let failure = match &updated {
+                    None => failure,
+                    Some(updated) => {
+                        if factors::accept_passkey(conn, factor_id, updated, &sent, db::now())? {
+                            queries::record_login(conn, user_id)?;
+                            None
+                        } else {
+                            // Answered already: a replay, or a request racing its twin.
+                            Some("replayed")
+                        }
                     }
-                    // Answered already: a replay, or a request racing its twin.
-                    (Some(_), _) => Some("replayed"),
                 };
                 let entry = match failure {
                     None => success.detail(format!("passkey {factor_id}")),

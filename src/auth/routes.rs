@@ -192,7 +192,7 @@ pub async fn login_form(
         next,
         remember,
     } = body.value;
-    let remember = remember.is_some_and(|v| matches!(v.as_str(), "on" | "true" | "1"));
+    let remember = remember.is_some_and(|v| edge::ticked(&v));
     let safe_next = safe_next_for(&next, &state.settings.allowed_hosts).unwrap_or("");
     match sign_in(&req, &state, &username, password, remember, safe_next).await {
         Ok(Outcome::Pending(_)) => Ok(edge::see_other("/login/second-factor")),
@@ -217,7 +217,7 @@ pub async fn login_form(
             StatusCode::UNAUTHORIZED,
             &username,
             safe_next_for(&next, &state.settings.allowed_hosts).unwrap_or(""),
-            Some(INVALID_CREDENTIALS),
+            Some(LoginError::Password(INVALID_CREDENTIALS)),
         ),
         Err(other) => Err(other),
     }
@@ -243,14 +243,27 @@ pub async fn login_page(
     login_page_response(&req, StatusCode::OK, "", next.unwrap_or(""), None)
 }
 
+/// Why the login form is shown again: about the password form, or the
+/// passkey's (each is shown beside its own form).
+#[derive(Debug, Clone, Copy)]
+pub enum LoginError<'a> {
+    Password(&'a str),
+    Passkey(&'a str),
+}
+
 /// The login form with `status`, the name typed kept and an error, if any.
 pub fn login_page_response(
     req: &HttpRequest,
     status: StatusCode,
     username: &str,
     next: &str,
-    error: Option<&str>,
+    error: Option<LoginError<'_>>,
 ) -> Result<HttpResponse, AppError> {
+    let (error, passkey_error) = match error {
+        Some(LoginError::Password(message)) => (Some(message), None),
+        Some(LoginError::Passkey(message)) => (None, Some(message)),
+        None => (None, None),
+    };
     let context = PageContext::new(req)?;
     context.render(
         status,
@@ -260,6 +273,7 @@ pub fn login_page_response(
             next,
             username,
             error,
+            passkey_error,
             notice: context.notice,
             passkeys: AppState::of(req)?.passkeys.is_some(),
         },

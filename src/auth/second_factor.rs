@@ -4,7 +4,9 @@
 //! database, so concurrent requests cannot share out more). Every code is
 //! throttled and audited like a password (`service::check_pending_code`), so
 //! starting new pending logins buys no more guesses. A passkey finishes it
-//! too: `/login/second-factor/options`, then its assertion as `"credential"`.
+//! too: `/login/second-factor/options`, then its assertion as `"credential"`
+//! (not throttled: nothing can be guessed through it; a refused one counts
+//! towards the 5).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -15,17 +17,15 @@ use serde_json::json;
 use super::passkey;
 use super::service::{self, Asker, PendingCode};
 use crate::error::AppError;
-use crate::factors::passkeys;
-use crate::factors::queries as factor_queries;
-use crate::factors::{Code, PasskeyProof, Proof};
+use crate::factors::{Code, Proof};
 use crate::sessions::current::{self, CeremonyKind, Pending};
 use crate::state::AppState;
-use crate::users::{queries, UserId};
+use crate::users::queries;
 use crate::web::flash::{self, Flash};
 use crate::web::pages::{PageContext, STYLE_HREF};
 use crate::web::{self as edge, Body, BodyKind, Wants, WebContext};
 
-pub const INVALID_CODE: &str = "Invalid code.";
+const INVALID_CODE: &str = "Invalid code.";
 const NO_PENDING: &str = "No login is waiting for a second factor: log in first.";
 const MALFORMED: &str = "A code is the 6 digits your app shows, or a recovery code.";
 
@@ -35,9 +35,19 @@ struct SecondFactorPage<'a> {
     style: &'a str,
     username: &'a str,
     csrf_token: &'a str,
+    /// About the code.
     error: Option<&'a str>,
+    /// About the passkey.
+    passkey_error: Option<&'a str>,
     /// Offer the user's passkey.
-    passkey: bool,
+    has_passkey: bool,
+}
+
+/// Why the page is shown again: about the code, or about the passkey.
+#[derive(Debug, Clone, Copy)]
+enum Refusal<'a> {
+    Code(&'a str),
+    Passkey(&'a str),
 }
 
 #[derive(Deserialize)]
@@ -53,9 +63,14 @@ fn page(
     req: &HttpRequest,
     pending: &Pending,
     status: StatusCode,
-    error: Option<&str>,
+    refusal: Option<Refusal<'_>>,
 ) -> Result<HttpResponse, AppError> {
     let context = PageContext::new(req)?;
+    let (error, passkey_error) = match refusal {
+        Some(Refusal::Code(message)) => (Some(message), None),
+        Some(Refusal::Passkey(message)) => (None, Some(message)),
+        None => (None, None),
+    };
     context.render(
         status,
         &SecondFactorPage {
@@ -63,7 +78,8 @@ fn page(
             username: &pending.username,
             csrf_token: &context.csrf_token,
             error,
-            passkey: pending.passkey,
+            passkey_error,
+            has_passkey: pending.passkey,
         },
     )
 }
@@ -99,25 +115,48 @@ pub async fn submit(
         return Err(AppError::Unauthorized(NO_PENDING));
     };
     let CodeBody { code, credential } = body.value;
+    let by_passkey = credential.is_some();
+    let refusal = |message| {
+        if by_passkey {
+            Refusal::Passkey(message)
+        } else {
+            Refusal::Code(message)
+        }
+    };
     let proof = match credential {
-        Some(sent) => passkey_proof(&req, &state, Some(sent)),
+        Some(sent) => passkey::proof(&req, &state, CeremonyKind::SecondFactor, Some(sent))?,
         // A code of no possible shape is no guess: refused, not counted.
         None => Code::parse(&code).map(Proof::Code).ok_or(MALFORMED),
     };
     let proof = match proof {
         Ok(proof) => proof,
         Err(message) if form => {
-            return page(&req, &pending, StatusCode::BAD_REQUEST, Some(message));
+            return page(
+                &req,
+                &pending,
+                StatusCode::BAD_REQUEST,
+                Some(refusal(message)),
+            );
         }
         Err(message) => return Err(AppError::BadRequest(message.to_owned())),
+    };
+    let wrong = if by_passkey {
+        passkey::NOT_RECOGNISED
+    } else {
+        INVALID_CODE
     };
     let asker = Asker::of(&req)?;
     match service::check_pending_code(&state, &pending, proof, &asker).await? {
         PendingCode::Accepted => {}
         PendingCode::Wrong if form => {
-            return page(&req, &pending, StatusCode::UNAUTHORIZED, Some(INVALID_CODE))
+            return page(
+                &req,
+                &pending,
+                StatusCode::UNAUTHORIZED,
+                Some(refusal(wrong)),
+            )
         }
-        PendingCode::Wrong => return Err(AppError::Unauthorized(INVALID_CODE)),
+        PendingCode::Wrong => return Err(AppError::Unauthorized(wrong)),
         // The last wrong code it was allowed, or one past it: the login is over.
         verdict @ (PendingCode::LockedOut | PendingCode::Over) => {
             current::end_pending(&req);
@@ -127,7 +166,7 @@ pub async fn submit(
             return Err(AppError::Unauthorized(if verdict == PendingCode::Over {
                 NO_PENDING
             } else {
-                INVALID_CODE
+                wrong
             }));
         }
     }
@@ -181,60 +220,6 @@ pub async fn submit(
     Ok(response)
 }
 
-/// A passkey's assertion with the challenge it answers, which this session
-/// was given by an `/options` route under `key` (used once).
-pub fn passkey_proof_under(
-    req: &HttpRequest,
-    state: &AppState,
-    kind: CeremonyKind,
-    sent: Option<serde_json::Value>,
-) -> Result<Proof, &'static str> {
-    passkey::relying_party(state).map_err(|_| PASSKEYS_OFF)?;
-    let credential = passkey::credential(sent).map_err(|_| BAD_CREDENTIAL)?;
-    let state = current::take_ceremony(req, kind).ok_or(EXPIRED)?;
-    Ok(Proof::Passkey(Box::new(PasskeyProof { credential, state })))
-}
-
-fn passkey_proof(
-    req: &HttpRequest,
-    state: &AppState,
-    sent: Option<serde_json::Value>,
-) -> Result<Proof, &'static str> {
-    passkey_proof_under(req, state, CeremonyKind::SecondFactor, sent)
-}
-
-const PASSKEYS_OFF: &str = "Passkeys are not available on this server.";
-const BAD_CREDENTIAL: &str = "\"credential\" must be a WebAuthn PublicKeyCredential.";
-const EXPIRED: &str = "The passkey request has expired or was used: ask for new options.";
-
-/// A challenge for one of `user_id`'s passkeys, kept under `key`; `404`
-/// when passkeys are off, `400` when the user has none.
-pub async fn passkey_challenge(
-    req: &HttpRequest,
-    state: &AppState,
-    user_id: UserId,
-    kind: CeremonyKind,
-) -> Result<HttpResponse, AppError> {
-    let rp = passkey::relying_party(state)?;
-    let rows = state
-        .db(move |conn| Ok(factor_queries::passkeys(conn, user_id)?))
-        .await?;
-    let stored: Vec<_> = rows
-        .iter()
-        .filter_map(|row| passkeys::load(&row.secret))
-        .collect();
-    if stored.is_empty() {
-        return Err(AppError::BadRequest(
-            "There is no passkey on this account.".to_owned(),
-        ));
-    }
-    let (challenge, ceremony) = rp
-        .start_authentication(&stored)
-        .map_err(AppError::internal)?;
-    current::keep_ceremony(req, kind, ceremony)?;
-    Ok(passkey::options(&challenge))
-}
-
 /// `POST /login/second-factor/options`: a challenge for the pending user's passkeys.
 pub async fn options(
     req: HttpRequest,
@@ -242,7 +227,7 @@ pub async fn options(
     _body: Body<serde::de::IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
     let pending = current::pending(&req).ok_or(AppError::Unauthorized(NO_PENDING))?;
-    passkey_challenge(&req, &state, pending.user_id, CeremonyKind::SecondFactor).await
+    passkey::challenge(&req, &state, pending.user_id, CeremonyKind::SecondFactor).await
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

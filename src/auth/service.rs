@@ -1,6 +1,7 @@
-//! Checking a password: the work behind the login route, and behind every
-//! other check of a current password (a password change), throttled and
-//! audited alike.
+//! Checking a password — the work behind the login route, and behind every
+//! other check of a current password (a password change, a confirmation) —
+//! and checking a second factor (a code, a passkey's assertion): throttled
+//! and audited alike, but for passkeys, through which nothing can be guessed.
 
 use actix_web::HttpRequest;
 use diesel::Connection as _;
@@ -13,7 +14,6 @@ use crate::factors::{self, Proof, Verifier};
 use crate::sessions::current::{Pending, PENDING_MAX_TRIES};
 use crate::sessions::events;
 use crate::state::AppState;
-use crate::users::fold::fold;
 use crate::users::{queries, User, UserId};
 use crate::web::device::Device;
 use crate::web::{Client, WebContext};
@@ -123,29 +123,20 @@ pub async fn check_password(
     Ok(found)
 }
 
-/// Checks a second factor of `user` (a code, or a passkey's assertion),
-/// throttled like a password (the try is recorded first, as a failure of the
-/// username, the client and the account; `429` past a limit) and audited.
-/// `true` when it was accepted: the code is used up and the user's failures
-/// from this client are forgiven.
+/// Checks a second factor of `user` that confirms their identity (a code,
+/// or a passkey's assertion), audited. A code is throttled like a password
+/// (the try is recorded first, as a failure of the username, the client and
+/// the account; `429` past a limit); a passkey is not. `true` when it was
+/// accepted: the code or challenge is used up and the user's failures from
+/// this client are forgiven.
 pub async fn check_factor(
     state: &AppState,
     user_id: UserId,
     username: &str,
     proof: Proof,
     asker: &Asker,
-    completes_login: bool,
 ) -> Result<bool, AppError> {
-    let verdict = judge_code(
-        state,
-        user_id,
-        username,
-        proof,
-        asker,
-        completes_login,
-        None,
-    )
-    .await?;
+    let verdict = judge_code(state, user_id, username, proof, asker, false, None).await?;
     Ok(verdict == PendingCode::Accepted)
 }
 
@@ -214,18 +205,7 @@ async fn judge_code(
         // throttled (a lockout reached by guessing passwords must not keep
         // the owner's authenticator out), nor counted as the password's
         // failures. A pending login's wrong answers still count (below).
-        Proof::Passkey(_) => (
-            Attempt {
-                username: fold(username),
-                client: asker
-                    .client
-                    .throttle_key()
-                    .unwrap_or_else(|| "unknown".to_owned()),
-                device: None,
-                per_account: true,
-            },
-            None,
-        ),
+        Proof::Passkey(_) => (Attempt::new(username, &asker.client, true), None),
         Proof::Code(_) => {
             let (_, attempt, reservation) =
                 reserve(state, username, asker, Purpose::SecondFactor).await?;
@@ -282,7 +262,7 @@ async fn judge_code(
                         if completes_login {
                             queries::record_login(conn, user_id)?;
                         }
-                        audit::record(conn, &used_entry.detail(used.kind().as_str()))?;
+                        audit::record(conn, &used_entry.detail(used.describe()))?;
                         Ok(PendingCode::Accepted)
                     }
                     // The try's row stays: it is the failure.
@@ -327,22 +307,11 @@ async fn reserve(
 ) -> Result<(Option<User>, Attempt, Reservation), AppError> {
     let limits = Limits::from_settings(&state.settings);
     let name = username.to_owned();
-    let client = asker
-        .client
-        .throttle_key()
-        .unwrap_or_else(|| "unknown".to_owned());
+    let mut attempt = Attempt::new(username, &asker.client, purpose != Purpose::Token);
     let device = asker.device.clone();
     let reserved = state
         .db(move |conn| {
             let result = conn.transaction(|conn| {
-                let mut attempt = Attempt {
-                    // Throttled (and locked) by the folded name: `Alice` and
-                    // `ALICE` share one count and one lock.
-                    username: fold(&name),
-                    client: client.clone(),
-                    device: None,
-                    per_account: purpose != Purpose::Token,
-                };
                 throttle::lock(conn, &attempt)?;
                 let found = queries::find_by_username(conn, &name)?;
                 // A device cookie counts only for the user it names.

@@ -26,6 +26,8 @@ use diesel::prelude::*;
 
 use crate::db::schema::login_failures;
 use crate::db::AnyConnection;
+use crate::users::fold::fold;
+use crate::web::Client;
 
 /// The per-account ceiling counts failures over this window.
 const ACCOUNT_WINDOW: Duration = Duration::from_secs(3600);
@@ -70,6 +72,20 @@ pub struct Attempt {
     /// Whether the per-account ceiling applies (not to bad bearer tokens,
     /// whose "account" is a pseudo-name shared by every client).
     pub per_account: bool,
+}
+
+impl Attempt {
+    /// A try of `username` from `client`, before its device is known.
+    /// Throttled (and locked) by the folded name: `Alice` and `ALICE` share
+    /// one count and one lock.
+    pub fn new(username: &str, client: &Client, per_account: bool) -> Self {
+        Self {
+            username: fold(username),
+            client: client.throttle_bucket(),
+            device: None,
+            per_account,
+        }
+    }
 }
 
 /// A try refused: retry in this many seconds.

@@ -8,6 +8,10 @@
 //! - A TOTP code is accepted once: the row keeps the last accepted time step,
 //!   and the step is claimed by a conditional update (two racing requests with
 //!   one code cannot both win). totp-rs only says which step matched.
+//! - A passkey's assertion is checked against the credential as stored now
+//!   (its owner, its signature counter), and its challenge is claimed in the
+//!   database ([`accept_passkey`]): one answer is accepted once, however
+//!   many requests carry it.
 //! - Recovery codes are 80 random bits each, stored as SHA-256 (a slow hash
 //!   adds nothing at that entropy), and used up by a conditional update.
 
@@ -209,7 +213,8 @@ pub fn qr_svg(text: &str) -> Option<String> {
 
 /// Seals TOTP secrets at rest. The key is derived from the secret key (HKDF,
 /// its own label), so it rotates with it; secrets sealed under the previous
-/// key still open, and are resealed under the current one when next used.
+/// key still open, and are resealed under the current one when next used and
+/// all at start (see [`reseal_all`]).
 #[derive(Clone)]
 pub struct Sealer {
     current: Key,
@@ -281,6 +286,16 @@ pub enum Used {
 }
 
 impl Used {
+    /// For the audit trail: the kind, and which factor.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Totp { factor_id } | Self::Passkey { factor_id } => {
+                format!("{} {factor_id}", self.kind().as_str())
+            }
+            Self::Recovery => self.kind().as_str().to_owned(),
+        }
+    }
+
     pub fn kind(self) -> Kind {
         match self {
             Self::Totp { .. } => Kind::Totp,
@@ -340,17 +355,10 @@ pub fn verify(
                 return Ok(None);
             };
             match rp.finish_authentication(&proof.credential, &proof.state, &stored) {
-                Ok(updated) => {
-                    let claimed = passkeys::challenge_hash(&proof.credential)
-                        .map(|hash| queries::claim_challenge(conn, &hash, now))
-                        .transpose()?;
-                    if claimed != Some(true) {
-                        // Answered already (a replay, or a request racing its twin).
-                        return Ok(None);
-                    }
-                    queries::passkey_used(conn, row.id, &passkeys::store(&updated), now)?;
-                    Ok(Some(Used::Passkey { factor_id: row.id }))
-                }
+                Ok(updated) => Ok(
+                    accept_passkey(conn, row.id, &updated, &proof.credential, now)?
+                        .then_some(Used::Passkey { factor_id: row.id }),
+                ),
                 Err(refused) => {
                     tracing::info!(factor = row.id, %refused, "a passkey assertion was refused");
                     Ok(None)
@@ -387,6 +395,27 @@ pub fn verify(
             )
         }
     }
+}
+
+/// Records an accepted assertion of passkey `factor_id`: its challenge is
+/// claimed (`false`, and nothing recorded, when it was answered already: a
+/// replay, or a request racing its twin) and the stored record updated
+/// (signature counter, backup state, last used). In the accepting transaction.
+pub fn accept_passkey(
+    conn: &mut crate::db::AnyConnection,
+    factor_id: i32,
+    updated: &webauthn_rs::prelude::Passkey,
+    credential: &webauthn_rs::prelude::PublicKeyCredential,
+    now: chrono::NaiveDateTime,
+) -> diesel::QueryResult<bool> {
+    let Some(challenge) = passkeys::challenge_hash(credential) else {
+        return Ok(false);
+    };
+    if !queries::claim_challenge(conn, &challenge, now)? {
+        return Ok(false);
+    }
+    queries::passkey_used(conn, factor_id, &passkeys::store(updated), now)?;
+    Ok(true)
 }
 
 /// Reseals under the current key every TOTP secret still sealed under the

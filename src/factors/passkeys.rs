@@ -11,7 +11,8 @@
 //! - The user handle is the user's id as a 16-byte UUID; a sign-in without a
 //!   username trusts it only together with a stored credential of that user.
 //! - Ceremony state (the challenge) is kept by the caller server-side and
-//!   used once.
+//!   taken out when answered; an accepted answer's challenge is also claimed
+//!   in the database (`queries::claim_challenge`), so it is accepted once.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -36,7 +37,7 @@ pub struct RelyingParty {
 }
 
 /// The user handle of `user_id`: its id as a UUID (no name, nothing personal).
-pub fn user_handle(user_id: UserId) -> Uuid {
+fn user_handle(user_id: UserId) -> Uuid {
     Uuid::from_u128(u128::from(user_id.0.unsigned_abs()))
 }
 
@@ -71,7 +72,11 @@ pub fn challenge_hash(credential: &PublicKeyCredential) -> Option<String> {
     Some(hex::encode(Sha256::digest(challenge.as_bytes())))
 }
 
-/// The stored signature counter of a credential.
+/// The stored signature counter of a credential. webauthn-rs shows it only
+/// with its `danger-credential-internals` feature, so it is read from the
+/// record's serialised form (`{"cred": {"counter": N, ...}}`); a record of
+/// another shape reads as 0, and the check below then relies on webauthn-rs's
+/// own comparison with the challenge's copy.
 fn stored_counter(stored: &Passkey) -> u64 {
     serde_json::to_value(stored)
         .ok()
@@ -96,9 +101,10 @@ fn counter_moves_on(stored: &Passkey, result: &AuthenticationResult) -> Result<(
 pub struct Refused(#[from] WebauthnError);
 
 impl RelyingParty {
-    /// The relying party of `public_url`; `None` when its host is no domain
-    /// name (an IP address, as WebAuthn forbids) or webauthn-rs refuses it.
-    pub fn new(public_url: &Url) -> Option<Self> {
+    /// The relying party of `public_url`, whose challenges last `lifetime`
+    /// (what browsers are told); `None` when its host is no domain name (an
+    /// IP address, as WebAuthn forbids) or webauthn-rs refuses it.
+    pub fn new(public_url: &Url, lifetime: std::time::Duration) -> Option<Self> {
         let host = match public_url.host()? {
             url::Host::Domain(host) => host.to_owned(),
             url::Host::Ipv4(_) | url::Host::Ipv6(_) => return None,
@@ -106,6 +112,7 @@ impl RelyingParty {
         let webauthn = WebauthnBuilder::new(&host, public_url)
             .ok()?
             .rp_name(RP_NAME)
+            .timeout(lifetime)
             .build()
             .ok()?;
         Some(Self { webauthn })
@@ -216,12 +223,18 @@ mod tests {
         assert_eq!(user_of(Uuid::from_u128(u128::MAX)), None);
     }
 
+    impl RelyingParty {
+        fn new_for_test(url: &Url) -> Option<Self> {
+            Self::new(url, std::time::Duration::from_secs(300))
+        }
+    }
+
     #[test]
     fn passkeys_need_a_domain_name() {
         let url = |s: &str| Url::parse(s).unwrap();
-        assert!(RelyingParty::new(&url("http://localhost:8080")).is_some());
-        assert!(RelyingParty::new(&url("https://login.example.com")).is_some());
-        assert!(RelyingParty::new(&url("http://127.0.0.1:8080")).is_none());
-        assert!(RelyingParty::new(&url("http://[::1]:8080")).is_none());
+        assert!(RelyingParty::new_for_test(&url("http://localhost:8080")).is_some());
+        assert!(RelyingParty::new_for_test(&url("https://login.example.com")).is_some());
+        assert!(RelyingParty::new_for_test(&url("http://127.0.0.1:8080")).is_none());
+        assert!(RelyingParty::new_for_test(&url("http://[::1]:8080")).is_none());
     }
 }

@@ -218,12 +218,23 @@ pub fn end_pending(req: &HttpRequest) {
 /// Completes a pending login: the session signs the user in (a new key
 /// again) and records that a second factor was used.
 pub fn complete(req: &HttpRequest, pending: &Pending, client: &Client) -> Result<(), AppError> {
-    begin(req, pending.user_id, client, pending.remember)?;
+    begin_with_second_factor(req, pending.user_id, client, pending.remember)
+}
+
+/// [`begin`], for a login proven with a second factor too (a pending login
+/// completed, a passkey sign-in).
+pub fn begin_with_second_factor(
+    req: &HttpRequest,
+    user_id: UserId,
+    client: &Client,
+    remembered: bool,
+) -> Result<(), AppError> {
+    begin(req, user_id, client, remembered)?;
     mark_second_factor(req)
 }
 
-/// This session proved a second factor (a login completed with one, or a
-/// first factor enrolled in it).
+/// This session proved a second factor (a login completed with one or with
+/// a passkey, or the user's first factor enrolled in it).
 pub fn mark_second_factor(req: &HttpRequest) -> Result<(), AppError> {
     let session = req.get_session();
     session.remove(MUST_ENROL_KEY);

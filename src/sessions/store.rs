@@ -34,6 +34,7 @@ use diesel::Connection as _;
 use sha2::{Digest as _, Sha256};
 
 use super::cache::{CachedSession, SessionCache};
+use super::current;
 use super::fence;
 use super::queries::{self, NewSession};
 use super::remember::is_remembered;
@@ -65,9 +66,20 @@ pub struct SessionPolicy {
 }
 
 /// How long a session no one is signed in to is kept: twice what its
-/// contents last (a pending login, a passkey challenge: 5 minutes each), so
-/// a flood of them does not pile up for the idle timeout.
-const ANONYMOUS_LIFETIME_SECS: i64 = 600;
+/// contents last (a pending login, a passkey challenge), so a flood of them
+/// does not pile up for the idle timeout.
+const ANONYMOUS_LIFETIME_SECS: i64 = 2 * max(
+    current::PENDING_LIFETIME_SECS,
+    current::CEREMONY_LIFETIME_SECS,
+);
+
+const fn max(a: i64, b: i64) -> i64 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
 
 impl SessionPolicy {
     /// The idle window and the absolute limit of a new session, in seconds.

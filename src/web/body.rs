@@ -156,3 +156,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
         })
     }
 }
+
+/// Whether a form's checkbox value says "ticked" (`on`, as browsers send it,
+/// or `true`/`1`).
+pub fn ticked(value: &str) -> bool {
+    matches!(value, "on" | "true" | "1")
+}

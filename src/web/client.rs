@@ -44,6 +44,12 @@ impl Client {
     pub fn throttle_key(&self) -> Option<String> {
         self.addr.map(throttle_key)
     }
+
+    /// Who is counted for limits: [`Client::throttle_key`], or one shared
+    /// `unknown` for every client whose address is not known.
+    pub fn throttle_bucket(&self) -> String {
+        self.throttle_key().unwrap_or_else(|| "unknown".to_owned())
+    }
 }
 
 fn throttle_key(addr: IpAddr) -> String {

@@ -30,7 +30,7 @@ impl PerClient {
 
     /// `Ok` while `client` is within its limit this minute; `429` past it.
     pub fn check(&self, client: &Client) -> Result<(), AppError> {
-        self.check_key(client.throttle_key().unwrap_or_default())
+        self.check_key(client.throttle_bucket())
     }
 
     fn check_key(&self, key: String) -> Result<(), AppError> {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
 
-pub use body::{Body, BodyKind};
+pub use body::{ticked, Body, BodyKind};
 pub use client::Client;
 pub use negotiate::Wants;
 

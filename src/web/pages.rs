@@ -55,6 +55,8 @@ pub struct LoginPage<'a> {
     pub next: &'a str,
     pub username: &'a str,
     pub error: Option<&'a str>,
+    /// A passkey sign-in refused, shown beside its button.
+    pub passkey_error: Option<&'a str>,
     pub notice: Option<&'a str>,
     /// Offer "Sign in with a passkey" (passkeys are on).
     pub passkeys: bool,

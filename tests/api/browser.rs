@@ -589,7 +589,7 @@ both_backends! {
             check("confirm").await;
             fill(&c, "#password", TEST_PASSWORD).await;
             click_button(&c, "Confirm").await;
-            assert!(text_of(&c, "#confirm-error").await.starts_with("Enter the code"));
+            assert!(text_of(&c, "#confirm-error").await.starts_with("Enter a code"));
             check("confirm-error").await;
             fill(&c, "#password", TEST_PASSWORD).await;
             fill(&c, "#code", &codes[0]).await;
