@@ -232,6 +232,7 @@ async fn assemble(settings: Settings, secret: SecretKey) -> anyhow::Result<(Part
         max_lifetime: settings.session_max_lifetime,
         remember_lifetime: settings.remember_me_lifetime,
         max_per_user: settings.max_sessions_per_user,
+        anonymous_lifetime: sessions::current::ANONYMOUS_LIFETIME,
     };
     let ceremony =
         std::time::Duration::from_secs(sessions::current::CEREMONY_LIFETIME_SECS.unsigned_abs());

@@ -271,6 +271,16 @@ pub fn second_factor(req: &HttpRequest) -> bool {
 /// How long a WebAuthn challenge stays open: what the browser is told too.
 pub const CEREMONY_LIFETIME_SECS: i64 = 300;
 
+/// How long the store keeps a session no one is signed in to: twice what
+/// its contents last (a login waiting for its second factor, a challenge).
+pub const ANONYMOUS_LIFETIME: std::time::Duration = std::time::Duration::from_secs(
+    2 * if PENDING_LIFETIME_SECS > CEREMONY_LIFETIME_SECS {
+        PENDING_LIFETIME_SECS.unsigned_abs()
+    } else {
+        CEREMONY_LIFETIME_SECS.unsigned_abs()
+    },
+);
+
 /// The WebAuthn ceremonies a session may have under way, each under its own
 /// key: a challenge made for one is never taken as another's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,7 +34,6 @@ use diesel::Connection as _;
 use sha2::{Digest as _, Sha256};
 
 use super::cache::{CachedSession, SessionCache};
-use super::current;
 use super::fence;
 use super::queries::{self, NewSession};
 use super::remember::is_remembered;
@@ -63,29 +62,19 @@ pub struct SessionPolicy {
     pub remember_lifetime: Duration,
     /// Live sessions per user; a new one past it ends the least recently seen.
     pub max_per_user: u32,
-}
-
-/// How long a session no one is signed in to is kept: twice what its
-/// contents last (a pending login, a passkey challenge), so a flood of them
-/// does not pile up for the idle timeout.
-const ANONYMOUS_LIFETIME_SECS: i64 = 2 * max(
-    current::PENDING_LIFETIME_SECS,
-    current::CEREMONY_LIFETIME_SECS,
-);
-
-const fn max(a: i64, b: i64) -> i64 {
-    if a > b {
-        a
-    } else {
-        b
-    }
+    /// How long a session no one is signed in to is kept (see
+    /// `current::ANONYMOUS_LIFETIME`), not the idle timeout: a flood of them
+    /// does not pile up.
+    pub anonymous_lifetime: Duration,
 }
 
 impl SessionPolicy {
     /// The idle window and the absolute limit of a new session, in seconds.
-    fn limits(&self, remembered: bool) -> (i64, i64) {
+    fn limits(&self, signed_in: bool, remembered: bool) -> (i64, i64) {
         let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1);
-        if remembered {
+        if !signed_in {
+            (secs(self.anonymous_lifetime), secs(self.anonymous_lifetime))
+        } else if remembered {
             (secs(self.remember_lifetime), secs(self.remember_lifetime))
         } else {
             (secs(self.idle_timeout), secs(self.max_lifetime))
@@ -269,13 +258,10 @@ impl SessionStore for DbSessionStore {
         session_state.insert(PUBLIC_ID_KEY.to_owned(), encoded_id);
         let state = serde_json::to_string(&session_state)
             .map_err(|e| SaveError::Serialization(e.into()))?;
-        let (ttl_seconds, lifetime_seconds) = if state_user_id(&session_state).is_none() {
-            // No one is signed in to it: a login waiting for its second
-            // factor, or a passkey challenge; both are over in 5 minutes.
-            (ANONYMOUS_LIFETIME_SECS, ANONYMOUS_LIFETIME_SECS)
-        } else {
-            self.policy.limits(is_remembered(&session_state))
-        };
+        let (ttl_seconds, lifetime_seconds) = self.policy.limits(
+            state_user_id(&session_state).is_some(),
+            is_remembered(&session_state),
+        );
         let key = generate_session_key();
         let key_hash = hash_key(key.as_ref());
         let max_per_user = i64::from(self.policy.max_per_user);
