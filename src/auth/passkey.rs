@@ -14,10 +14,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::json;
 use webauthn_rs::prelude::{DiscoverableAuthentication, PublicKeyCredential};
 
-use super::routes::{login_page_response, LoginError};
+use super::routes::{login_page_response, login_succeeded, LoginError};
 use crate::audit::{self, Entry, Event};
 use crate::db;
 use crate::error::AppError;
@@ -28,7 +27,7 @@ use crate::sessions::current::{self, CeremonyKind};
 use crate::state::AppState;
 use crate::users::{queries, UserId};
 use crate::web::redirect::safe_next_for;
-use crate::web::{self as edge, Body, BodyKind, Client, WebContext};
+use crate::web::{self as edge, Body, BodyKind, Client};
 
 /// An assertion that was judged and refused (`401`), on every route.
 pub const NOT_RECOGNISED: &str = "That passkey was not recognised.";
@@ -188,17 +187,7 @@ pub async fn finish(
         return refuse(StatusCode::UNAUTHORIZED, NOT_RECOGNISED);
     };
     current::begin_with_second_factor(&req, user_id, &client, ticked(remember.as_ref()))?;
-    let device = WebContext::of(&req)?.devices.issue(user_id);
-    let mut response = if form {
-        edge::see_other(if next.is_empty() { "/protected" } else { &next })
-    } else {
-        HttpResponse::Ok().json(json!({
-            "message": "Login successful!",
-            "user_id": user_id,
-        }))
-    };
-    response.add_cookie(&device).map_err(AppError::internal)?;
-    Ok(response)
+    login_succeeded(&req, form, user_id, &next, false)
 }
 
 /// A sign-in with a credential that is not one of ours (or names another

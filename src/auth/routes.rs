@@ -2,7 +2,6 @@
 //! and the same routes as pages and forms for browsers.
 
 use actix_identity::Identity;
-use actix_web::cookie::Cookie;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{guard, web, HttpRequest, HttpResponse, ResponseError as _};
@@ -16,7 +15,7 @@ use crate::error::AppError;
 use crate::factors;
 use crate::sessions::current;
 use crate::state::AppState;
-use crate::users::{User, Username};
+use crate::users::{User, UserId, Username};
 use crate::web::flash::{self, Flash};
 use crate::web::pages::{LoginPage, PageContext, ProtectedPage, STYLE_HREF};
 use crate::web::redirect::{next_param, safe_next_for};
@@ -46,23 +45,50 @@ pub struct LoginForm {
     pub remember: Option<String>,
 }
 
-/// A login that went through: its user, whether they should be told to
-/// change their password, and the device cookie that marks this browser as
-/// theirs (see `web::device`), for the response.
+/// A login that went through: its user, and whether they should be told to
+/// change their password.
 struct SignedIn {
     user: User,
     /// The password is in the breached-password list (`LATCHKEY_BREACHED_PASSWORDS`).
     password_breached: bool,
-    device: Cookie<'static>,
 }
 
-impl SignedIn {
-    fn respond(&self, mut response: HttpResponse) -> Result<HttpResponse, AppError> {
+/// The answer to a login that went through (a password, a second factor, a
+/// passkey): for a form, `303` to `next` (`/protected` when empty; already
+/// checked as safe), with the breached-password notice when so; for JSON,
+/// the seed's success body, with `"password_breached": true` only then. The
+/// device cookie goes with both.
+pub fn login_succeeded(
+    req: &HttpRequest,
+    form: bool,
+    user_id: UserId,
+    next: &str,
+    password_breached: bool,
+) -> Result<HttpResponse, AppError> {
+    let web = WebContext::of(req)?;
+    let mut response = if form {
+        let mut response = edge::see_other(if next.is_empty() { "/protected" } else { next });
+        if password_breached {
+            response
+                .add_cookie(&flash::set(Flash::PasswordBreached, &web.settings))
+                .map_err(AppError::internal)?;
+        }
         response
-            .add_cookie(&self.device)
-            .map_err(AppError::internal)?;
-        Ok(response)
-    }
+    } else {
+        let mut body = json!({
+            "message": "Login successful!",
+            "user_id": user_id,
+        });
+        // Only then: otherwise the seed's body, exactly.
+        if password_breached {
+            body["password_breached"] = json!(true);
+        }
+        HttpResponse::Ok().json(body)
+    };
+    response
+        .add_cookie(&web.devices.issue(user_id))
+        .map_err(AppError::internal)?;
+    Ok(response)
 }
 
 /// What a right password leads to.
@@ -119,11 +145,9 @@ async fn sign_in(
     if password_breached {
         self::password_breached(state, &user, &asker.client).await?;
     }
-    let device = WebContext::of(req)?.devices.issue(user.id);
     Ok(Outcome::SignedIn(Box::new(SignedIn {
         user,
         password_breached,
-        device,
     })))
 }
 
@@ -166,18 +190,20 @@ pub async fn login_json(
         Outcome::Pending(kinds) => return Ok(second_factor_required(&kinds)),
     };
     if state.settings.require_second_factor {
-        // Signed in, but only to enrol (see `CurrentUser`).
-        return signed_in.respond(AppError::EnrolRequired.error_response());
+        // Signed in, but only to enrol (see `CurrentUser`); the browser is the
+        // user's all the same (the device cookie).
+        let mut response = AppError::EnrolRequired.error_response();
+        let device = WebContext::of(&req)?.devices.issue(signed_in.user.id);
+        response.add_cookie(&device).map_err(AppError::internal)?;
+        return Ok(response);
     }
-    let mut body = json!({
-        "message": "Login successful!",
-        "user_id": signed_in.user.id,
-    });
-    // Only then: otherwise the seed's body, exactly.
-    if signed_in.password_breached {
-        body["password_breached"] = json!(true);
-    }
-    signed_in.respond(HttpResponse::Ok().json(body))
+    login_succeeded(
+        &req,
+        false,
+        signed_in.user.id,
+        "",
+        signed_in.password_breached,
+    )
 }
 
 /// `POST /login` from the login form (its CSRF token checked by `Body`).
@@ -197,19 +223,19 @@ pub async fn login_form(
     match sign_in(&req, &state, &username, password, remember, safe_next).await {
         Ok(Outcome::Pending(_)) => Ok(edge::see_other("/login/second-factor")),
         Ok(Outcome::SignedIn(signed_in)) => {
-            let mut response = if state.settings.require_second_factor {
-                edge::see_other("/account#factors")
+            // Signed in, but only to enrol (see `CurrentUser`).
+            let next = if state.settings.require_second_factor {
+                "/account#factors"
             } else {
-                edge::see_other(
-                    safe_next_for(&next, &state.settings.allowed_hosts).unwrap_or("/protected"),
-                )
+                safe_next
             };
-            if signed_in.password_breached {
-                response
-                    .add_cookie(&flash::set(Flash::PasswordBreached, &state.settings))
-                    .map_err(AppError::internal)?;
-            }
-            signed_in.respond(response)
+            login_succeeded(
+                &req,
+                true,
+                signed_in.user.id,
+                next,
+                signed_in.password_breached,
+            )
         }
         // Any refusal of the credentials: the form again, one generic message.
         Err(AppError::BadRequest(_) | AppError::Unauthorized(_)) => login_page_response(

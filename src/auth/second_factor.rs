@@ -21,9 +21,8 @@ use crate::factors::{Code, Proof};
 use crate::sessions::current::{self, CeremonyKind, Pending};
 use crate::state::AppState;
 use crate::users::queries;
-use crate::web::flash::{self, Flash};
 use crate::web::pages::{PageContext, STYLE_HREF};
-use crate::web::{self as edge, Body, BodyKind, Wants, WebContext};
+use crate::web::{self as edge, Body, BodyKind, Wants};
 
 const INVALID_CODE: &str = "Invalid code.";
 const NO_PENDING: &str = "No login is waiting for a second factor: log in first.";
@@ -192,32 +191,13 @@ pub async fn submit(
             super::routes::password_breached(&state, user, &asker.client).await?;
         }
     }
-    let device = WebContext::of(&req)?.devices.issue(pending.user_id);
-    let mut response = if form {
-        let mut response = edge::see_other(if pending.next.is_empty() {
-            "/protected"
-        } else {
-            &pending.next
-        });
-        if pending.password_breached {
-            response
-                .add_cookie(&flash::set(Flash::PasswordBreached, &state.settings))
-                .map_err(AppError::internal)?;
-        }
-        response
-    } else {
-        let mut body = json!({
-            "message": "Login successful!",
-            "user_id": pending.user_id,
-        });
-        // As `POST /login` says it (only then: otherwise the seed's body).
-        if pending.password_breached {
-            body["password_breached"] = json!(true);
-        }
-        HttpResponse::Ok().json(body)
-    };
-    response.add_cookie(&device).map_err(AppError::internal)?;
-    Ok(response)
+    super::routes::login_succeeded(
+        &req,
+        form,
+        pending.user_id,
+        &pending.next,
+        pending.password_breached,
+    )
 }
 
 /// `POST /login/second-factor/options`: a challenge for the pending user's passkeys.
