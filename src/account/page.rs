@@ -10,7 +10,7 @@ use serde_json::json;
 use super::device_name::{device_name, UNKNOWN};
 use crate::audit::{Entry, Event};
 use crate::auth::CurrentUser;
-use crate::db::{self, AnyConnection};
+use crate::db;
 use crate::error::AppError;
 use crate::factors::queries::{self as factor_queries, FactorRow};
 use crate::sessions::{current, queries as session_queries, store};
@@ -289,47 +289,4 @@ pub fn done(
         return Ok(response);
     }
     Ok(HttpResponse::Ok().json(json!({ "message": message })))
-}
-
-/// What removing one of the user's things (a token, a factor) is called.
-pub struct Removal {
-    pub event: Event,
-    pub message: &'static str,
-    pub location: &'static str,
-    pub flash: Flash,
-}
-
-/// Removes one of the user's things by the numeric id in the path with `op`
-/// (`false`: the user has no such thing, `404`), then answers as every
-/// account action does.
-pub async fn remove_by_id<E>(
-    req: &HttpRequest,
-    state: &AppState,
-    current: &CurrentUser,
-    id: &str,
-    kind: BodyKind,
-    removal: Removal,
-    op: fn(&mut AnyConnection, UserId, i32, Entry) -> Result<bool, E>,
-) -> Result<HttpResponse, AppError>
-where
-    AppError: From<E>,
-    E: 'static,
-{
-    let id: i32 = id.parse().map_err(|_| AppError::NotFound)?;
-    let user_id = current.user.id;
-    let entry = Entry::new(removal.event).client(&Client::of(req));
-    let removed = state
-        .db(move |conn| Ok(op(conn, user_id, id, entry)?))
-        .await?;
-    if !removed {
-        return Err(AppError::NotFound);
-    }
-    acted(state, user_id, removal.event);
-    done(
-        kind,
-        state,
-        removal.message,
-        removal.location,
-        removal.flash,
-    )
 }

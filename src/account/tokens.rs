@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ops;
-use super::page::{account_page, remove_by_id, token_views, FormError, Removal, Shown, TokenView};
+use super::page::{account_page, acted, done, token_views, FormError, Shown, TokenView};
 use crate::audit::{Entry, Event};
 use crate::auth::{CurrentUser, SessionUser};
 use crate::error::AppError;
@@ -137,22 +137,23 @@ pub async fn revoke(
     path: web::Path<String>,
     body: Body<serde::de::IgnoredAny>,
 ) -> Result<HttpResponse, AppError> {
-    let removal = Removal {
-        event: Event::TokenRevoked,
-        message: "Token revoked.",
-        location: "/account#tokens",
-        flash: Flash::TokenRevoked,
-    };
-    remove_by_id(
-        &req,
-        &state,
-        &current,
-        &path,
+    let id: i32 = path.parse().map_err(|_| AppError::NotFound)?;
+    let user_id = current.user.id;
+    let entry = Entry::new(Event::TokenRevoked).client(&Client::of(&req));
+    let revoked = state
+        .db(move |conn| Ok(ops::revoke_token(conn, user_id, id, entry)?))
+        .await?;
+    if !revoked {
+        return Err(AppError::NotFound);
+    }
+    acted(&state, user_id, Event::TokenRevoked);
+    done(
         body.kind,
-        removal,
-        ops::revoke_token,
+        &state,
+        "Token revoked.",
+        "/account#tokens",
+        Flash::TokenRevoked,
     )
-    .await
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
