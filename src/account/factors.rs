@@ -14,14 +14,11 @@ use crate::audit::{Entry, Event};
 use crate::auth::{CurrentUser, SessionUser};
 use crate::error::AppError;
 use crate::factors::{self, TotpCode, TotpSecret};
-use crate::sessions::current;
+use crate::sessions::current::{self, TOTP_ENROLMENT_KEY};
 use crate::state::AppState;
 use crate::web::flash::Flash;
 use crate::web::{self as edge, Body, BodyKind, Client};
 
-/// The enrolment under way, sealed like a stored secret (the session row is
-/// in the database too).
-const ENROLMENT_KEY: &str = "latchkey.totp_enrolment";
 /// What a TOTP factor is called when the user names none.
 const DEFAULT_NAME: &str = "Authenticator app";
 const BAD_CODE: &str = "That code is not right: enter the one your app shows now.";
@@ -29,7 +26,7 @@ const BAD_CODE: &str = "That code is not right: enter the one your app shows now
 fn enrolment(req: &HttpRequest, state: &AppState) -> Option<TotpSecret> {
     let sealed = req
         .get_session()
-        .get::<String>(ENROLMENT_KEY)
+        .get::<String>(TOTP_ENROLMENT_KEY)
         .ok()
         .flatten()?;
     state.sealer.open(&sealed).map(|(secret, _)| secret)
@@ -46,7 +43,7 @@ pub async fn start(
     current::require_recent(&req, state.settings.reauth_window)?;
     let secret = TotpSecret::generate();
     req.get_session()
-        .insert(ENROLMENT_KEY, state.sealer.seal(&secret))
+        .insert(TOTP_ENROLMENT_KEY, state.sealer.seal(&secret))
         .map_err(AppError::internal)?;
     let base32 = secret.base32();
     if body.kind == BodyKind::Form {
@@ -127,7 +124,7 @@ pub async fn confirm(
     let codes = state
         .db(move |conn| Ok(ops::enrol_totp(conn, user_id, &name, &sealed, step, entry)?))
         .await?;
-    req.get_session().remove(ENROLMENT_KEY);
+    req.get_session().remove(TOTP_ENROLMENT_KEY);
     enrolled(&req, &state, &current, kind, codes, "Second factor added.").await
 }
 

@@ -25,6 +25,7 @@ pub fn begin(
     session.remove(SECOND_FACTOR_KEY);
     session.remove(PENDING_KEY);
     session.remove(MUST_ENROL_KEY);
+    session.remove(TOTP_ENROLMENT_KEY);
     for kind in CeremonyKind::ALL {
         session.remove(kind.key());
     }
@@ -267,6 +268,10 @@ pub fn second_factor(req: &HttpRequest) -> bool {
         .flatten()
         .unwrap_or(false)
 }
+
+/// A TOTP enrolment under way (its secret, sealed like a stored one: the
+/// session row is in the database too), until a code confirms it.
+pub const TOTP_ENROLMENT_KEY: &str = "latchkey.totp_enrolment";
 
 /// How long a WebAuthn challenge stays open: what the browser is told too.
 pub const CEREMONY_LIFETIME_SECS: i64 = 300;

@@ -111,6 +111,22 @@ fn audited(app: &TestApp, user: &str, event: &str) -> usize {
 }
 
 both_backends! {
+    async fn an_enrolment_under_way_does_not_outlive_a_login_as_someone_else(backend: Backend) {
+        let app = spawn_app(backend).await;
+        add_user(&app.db, "other_user", "other password 1", 4);
+        app.login_test_user().await;
+        let started = json_body(app.post_json("/account/totp", &json!({})).await).await;
+        let secret = started["secret"].as_str().unwrap().to_owned();
+        // Another user signs in in the same browser: the secret is not theirs.
+        assert_eq!(app.login("other_user", "other password 1").await.status(), StatusCode::OK);
+        let confirmed = app
+            .post_json("/account/totp/confirm", &json!({"code": code_at(&secret, 0)}))
+            .await;
+        assert_eq!(confirmed.status(), StatusCode::BAD_REQUEST);
+        let factors = json_body(app.get("/account").await).await["factors"].clone();
+        assert_eq!(factors.as_array().unwrap().len(), 0);
+    }
+
     async fn totp_secrets_are_resealed_at_start_after_a_key_rotation(backend: Backend) {
         let app = spawn_app(backend).await;
         let (secret, _) = enrol(&app).await;
